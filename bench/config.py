@@ -1,0 +1,248 @@
+"""Run configuration: the training/evaluation ``Budget`` every method shares on a task, presets,
+and ``--set method.field=value`` overrides of method configs.
+
+Defaults are defined once, here and in each method's config; presets hold only overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+from bench.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every method gets on a task. Only the learning rate and the method's own knobs may
+    differ between methods; everything here is identical and recorded with each run."""
+
+    max_steps: int = 100
+    """Optimizer steps. Examples seen = max_steps x batch_size, the same for every method."""
+    batch_size: int = 8
+    """Examples per optimizer step."""
+    micro_batch_size: int = 8
+    """Examples per forward pass; gradient accumulation = batch_size / micro_batch_size."""
+    max_length: int = 256
+    """Training sequences are truncated to this many tokens (prompt + answer)."""
+    warmup_ratio: float = 0.06
+    """Linear warm-up as a fraction of max_steps (0.06: the official NeuroAda/LoReFT scripts)."""
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay (0: the official commonsense recipes)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping (HF Trainer's default)."""
+    train_on_inputs: bool = False
+    """Loss on prompt tokens too; off, since it moves LoRA by ~6 points (LLM-Adapters pitfall)."""
+    eval_limit: int | None = None
+    """Evaluate on the first N items only (a smoke run: kept out of the main tables)."""
+    eval_batch_size: int = 16
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Model dtype; bfloat16 is only used on CUDA (CPU runs stay fp32)."""
+    gradient_checkpointing: bool = False
+    throughput_warmup_steps: int = 1
+    """Steps excluded from tokens/s (first-step allocations and lazy init); they are counted."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "micro_batch_size", "max_length", "eval_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise UsageError(f"budget.{name}={value!r} must be a positive integer")
+        if self.batch_size % self.micro_batch_size:
+            raise UsageError(
+                f"budget.batch_size={self.batch_size} must be a multiple of "
+                f"micro_batch_size={self.micro_batch_size}"
+            )
+        if self.eval_limit is not None and (not isinstance(self.eval_limit, int) or self.eval_limit <= 0):
+            raise UsageError(f"--limit {self.eval_limit!r} must be a positive integer")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise UsageError(f"budget.warmup_ratio={self.warmup_ratio} must be in [0, 1)")
+        if self.weight_decay < 0:
+            raise UsageError(f"budget.weight_decay={self.weight_decay} must be >= 0")
+        if self.throughput_warmup_steps < 0:
+            raise UsageError(f"budget.throughput_warmup_steps={self.throughput_warmup_steps} must be >= 0")
+
+    @property
+    def grad_accum(self) -> int:
+        return self.batch_size // self.micro_batch_size
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    budget: dict[str, Any] = field(default_factory=dict)
+    """Overrides of :class:`Budget` defaults."""
+    smoke: bool = False
+    """Smoke presets are kept out of the main tables."""
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            "smoke",
+            "2 steps, 4 eval items: checks that everything runs (kept out of tables)",
+            {
+                "max_steps": 2,
+                "batch_size": 2,
+                "micro_batch_size": 2,
+                "max_length": 64,
+                "eval_limit": 4,
+                "eval_batch_size": 4,
+                "throughput_warmup_steps": 0,
+            },
+            smoke=True,
+        ),
+        Preset(
+            "demo",
+            "the README's offline demo: 40 steps of 8, 100 eval items; a few minutes per job on 2 CPU cores",
+            {
+                "max_steps": 40,
+                "batch_size": 8,
+                "micro_batch_size": 8,
+                "max_length": 160,
+                "eval_limit": 100,
+                "eval_batch_size": 16,
+            },
+        ),
+        Preset("default", "the Budget defaults: 100 steps of 8, full eval set", {}),
+        Preset(
+            "paper",
+            "NeuroAda's recipe scaled by steps: batch 16, length 512, warm-up 0.06, bf16 on CUDA",
+            {
+                "max_steps": 3000,
+                "batch_size": 16,
+                "micro_batch_size": 4,
+                "max_length": 512,
+                "warmup_ratio": 0.06,
+                "dtype": "bfloat16",
+            },
+        ),
+    )
+}
+
+
+def budget_for(preset: str, **overrides: Any) -> Budget:
+    """The preset's budget with CLI overrides (``None`` values are ignored)."""
+    if preset not in PRESETS:
+        from bench.registry import did_you_mean
+
+        raise UsageError(f"unknown preset '{preset}'{did_you_mean(preset, list(PRESETS))} available: {', '.join(PRESETS)}")
+    values = {**PRESETS[preset].budget, **{k: v for k, v in overrides.items() if v is not None}}
+    return Budget(**values)
+
+
+# ---------------------------------------------------------------------------------------------
+# --set method.field=value
+# ---------------------------------------------------------------------------------------------
+def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
+    """``["neuroada.k=16", "lora.r=4"]`` -> ``{"neuroada": {"k": "16"}, "lora": {"r": "4"}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        method, dot, name = key.partition(".")
+        if not sep or not dot or not method or not name:
+            raise UsageError(f"--set '{item}' must look like METHOD.FIELD=VALUE, e.g. --set neuroada.k=16")
+        out.setdefault(method.strip(), {})[name.strip()] = value.strip()
+    return out
+
+
+def _convert(value: str, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value.lower() in ("none", "null") and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except UsageError:
+                continue
+        raise UsageError(f"{where}={value!r} does not fit type {tp}")
+    if origin is Literal:
+        if value not in args:
+            raise UsageError(f"{where}={value!r} must be one of {', '.join(map(str, args))}")
+        return value
+    if origin is tuple:
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if tp is bool:
+        if value.lower() in ("1", "true", "yes"):
+            return True
+        if value.lower() in ("0", "false", "no"):
+            return False
+        raise UsageError(f"{where}={value!r} must be true or false")
+    if tp in (int, float, str):
+        try:
+            return tp(value)
+        except ValueError:
+            raise UsageError(f"{where}={value!r} must be a {tp.__name__}") from None
+    raise UsageError(f"{where} cannot be set from the command line")
+
+
+def build_config(config_cls: type, method: str, overrides: dict[str, str]) -> Any:
+    """Instantiate ``config_cls`` with string overrides converted to the field types."""
+    hints = typing.get_type_hints(config_cls)
+    known = {f.name for f in fields(config_cls)}
+    kwargs = {}
+    for name, raw in overrides.items():
+        if name not in known:
+            from bench.registry import did_you_mean
+
+            raise UsageError(
+                f"{method} has no setting '{name}'{did_you_mean(name, sorted(known))} "
+                f"settings: {', '.join(sorted(known))}"
+            )
+        kwargs[name] = _convert(raw, hints[name], f"{method}.{name}")
+    try:
+        return config_cls(**kwargs)
+    except (ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return {f.name: _jsonable(getattr(cfg, f.name)) for f in fields(cfg)}
+
+
+def config_from_dict(config_cls: type, values: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(config_cls)
+    kwargs = {}
+    for name, value in values.items():
+        if isinstance(value, list) and typing.get_origin(hints[name]) in (tuple, typing.Union, types.UnionType):
+            value = tuple(value)
+        kwargs[name] = value
+    return config_cls(**kwargs)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if dataclasses.is_dataclass(value):
+        return config_to_dict(value)
+    return value
+
+
+def method_label(method: str, overrides: dict[str, str]) -> str:
+    """The method's name in file names and tables: ``neuroada`` or ``neuroada@k=16``."""
+    if not overrides:
+        return method
+    return method + "@" + ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+
+
+__all__ = [
+    "Budget",
+    "PRESETS",
+    "Preset",
+    "budget_for",
+    "build_config",
+    "config_from_dict",
+    "config_to_dict",
+    "method_label",
+    "parse_overrides",
+    "replace",
+]

@@ -1,0 +1,394 @@
+"""Plan a sweep (methods x tasks x seeds), run each job in a fresh subprocess, record it.
+
+``run_one(spec)`` is the whole job, top to bottom: seed, load data and model, apply the method,
+train, merge, evaluate, measure, record. The local executor runs jobs one at a time, each in
+its own Python process so that peak memory is per job and a crash cannot take the sweep down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench import records
+from bench.config import Budget, build_config, config_to_dict, method_label
+from bench.errors import UsageError
+from bench.records import RunRecord
+
+EXIT_CODES = {"ok": 0, "failed": 1, "diverged": 3, "canceled": 130}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything one job needs; serialised to JSON for the job's subprocess and the record."""
+
+    method: str
+    label: str
+    method_config: dict[str, Any]
+    task: str
+    seed: int
+    model: str
+    budget: dict[str, Any]
+    preset: str
+    smoke: bool
+    data_dir: str | None
+    output_dir: str
+    threads: int | None
+    device: str
+    command: str
+    trust_remote_code: bool = False
+    progress: bool = True
+
+    @property
+    def record_path(self) -> Path:
+        return Path(self.output_dir) / records.record_name(self.label, self.task, self.seed)
+
+    @property
+    def title(self) -> str:
+        return f"{self.label} x {self.task} seed {self.seed}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning: resolve every name and validate every config before any model loads
+# ---------------------------------------------------------------------------------------------
+def plan(
+    *,
+    methods_spec: str,
+    tasks_spec: str,
+    seeds: list[int],
+    model: str | None,
+    budget: Budget,
+    preset: str,
+    smoke: bool,
+    overrides: dict[str, dict[str, str]],
+    data_dir: str | None,
+    output_dir: str,
+    threads: int | None,
+    device: str,
+    command: str = "",
+    trust_remote_code: bool = False,
+    progress: bool = True,
+) -> list[JobSpec]:
+    import methods as method_registry
+    import tasks as task_registry
+    from bench import models
+
+    method_names = select_methods(methods_spec)
+    selected_tasks = task_registry.select(tasks_spec)
+    problems: list[str] = []
+    unknown = sorted(set(overrides) - set(method_names))
+    if unknown:
+        problems.append(f"--set names method(s) not in --methods: {', '.join(unknown)}; add them to --methods")
+    configs: dict[str, Any] = {}
+    for name in method_names:
+        try:
+            configs[name] = build_config(method_registry.get(name).config_cls, name, overrides.get(name, {}))
+        except UsageError as err:
+            problems.append(str(err))
+    for task in selected_tasks:
+        try:
+            models.check(model or task.default_model)
+        except UsageError as err:
+            problems.append(str(err))
+        if data_dir is not None and task.generator is None:
+            for split, rel in (("eval", task.eval_file), ("train", task.train_file)):
+                if rel is None or not (Path(data_dir) / rel).is_file():
+                    problems.append(
+                        f"data dir '{data_dir}' has no {split} file for task '{task.name}' "
+                        f"({rel}); point --data-dir at a folder laid out like shared/data"
+                    )
+    if problems:
+        raise UsageError("; ".join(dict.fromkeys(problems)))
+    jobs = []
+    for task in selected_tasks:
+        for name in method_names:
+            for seed in seeds:
+                jobs.append(
+                    JobSpec(
+                        method=name,
+                        label=method_label(name, overrides.get(name, {})),
+                        method_config=config_to_dict(configs[name]),
+                        task=task.name,
+                        seed=seed,
+                        model=model or task.default_model,
+                        budget=asdict(budget),
+                        preset=preset,
+                        smoke=smoke,
+                        data_dir=str(Path(data_dir).resolve()) if data_dir else None,
+                        output_dir=str(Path(output_dir)),
+                        threads=threads,
+                        device=device,
+                        command=command,
+                        trust_remote_code=trust_remote_code,
+                        progress=progress,
+                    )
+                )
+    return jobs
+
+
+def select_methods(spec: str) -> list[str]:
+    """``--methods``: a comma list of method names, or ``all``."""
+    import methods as method_registry
+    from bench.registry import did_you_mean
+
+    parts = [p.strip() for p in spec.split(",")]
+    if not spec.strip() or any(not p for p in parts):
+        raise UsageError(f"--methods '{spec}' is not a comma list of names; e.g. --methods neuroada,lora")
+    out: list[str] = []
+    for part in parts:
+        names = method_registry.names() if part == "all" else [part]
+        for name in names:
+            if name not in method_registry.names():
+                choices = [*method_registry.names(), "all"]
+                raise UsageError(f"unknown method '{name}'{did_you_mean(name, choices)} available: {', '.join(choices)}")
+            if name not in out:
+                out.append(name)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# One job
+# ---------------------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def git_state() -> dict[str, Any]:
+    """The code's git sha and whether the tree had uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        return {"git_sha": sha or None, "git_dirty": bool(dirty) if sha else None}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_sha": None, "git_dirty": None}
+
+
+def head_parameter_names(model) -> list[str]:
+    """The task head (classifier/score) of a sequence-classification model."""
+    return [n for n, _ in model.named_parameters() if any(part in ("classifier", "score") for part in n.split("."))]
+
+
+def run_one(spec: JobSpec) -> RunRecord:
+    """Run one job in this process and write its record. Never raises for a failed job."""
+    import torch
+
+    import methods as method_registry
+    import tasks as task_registry
+    from bench import measure, models
+    from bench.config import config_from_dict
+    from bench.evaluate import evaluate
+    from bench.train import Diverged, calibration_batches, encode_train, train
+    from methods._base import count_parameters
+
+    task = task_registry.get(spec.task)
+    method = method_registry.get(spec.method)
+    budget = Budget(**spec.budget)
+    run = {
+        **asdict(spec),
+        "method_label": spec.label,
+        "task_version": task.version,
+        "suite": task.suite,
+        "kind": task.kind,
+        "protocol": task.protocol,
+        "primary_metric": task.primary_metric,
+        "started_at": _now(),
+        **git_state(),
+    }
+    for key in ("label", "output_dir", "progress"):
+        run.pop(key)
+    result: dict[str, Any] = {"status": "failed", "error": None, "metrics": {}}
+    cost: dict[str, Any] = {}
+    env: dict[str, Any] = {}
+    try:
+        # -- setup: threads, seed, device ---------------------------------------------------
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        seed_everything(spec.seed)
+        device = pick_device(spec.device)
+        dtype = torch.bfloat16 if (budget.dtype == "bfloat16" and device.type == "cuda") else torch.float32
+        run["dtype"] = str(dtype).removeprefix("torch.")
+        env = measure.environment(device)
+        sampler = measure.NvmlSampler(device.index or 0) if device.type == "cuda" else None
+
+        # -- data -------------------------------------------------------------------------
+        train_rows = task.load("train", spec.data_dir)
+        eval_rows = task.load("eval", spec.data_dir)[: budget.eval_limit]
+
+        # -- model and method -------------------------------------------------------------
+        model, tokenizer = models.load(spec.model, task.head, num_labels=task.num_labels, dtype=dtype, seed=spec.seed, trust_remote_code=spec.trust_remote_code)
+        total_params = count_parameters(model)
+        base_buffers = sum(b.numel() for b in model.buffers())
+        examples = encode_train(task, tokenizer, train_rows, budget)
+        regression = task.kind == "regress"
+        cfg = config_from_dict(method.config_cls, spec.method_config)
+        calibration = calibration_batches(examples, budget, tokenizer.pad_token_id, regression)
+        model = method.apply(model, cfg, calibration=calibration)
+        heads = head_parameter_names(model) if task.head == "sequence_classification" else []
+        for name, p in model.named_parameters():  # every method trains the new task head
+            if name in heads:
+                p.requires_grad_(True)
+        trainable = count_parameters(model, trainable_only=True)
+        model.to(device)
+        if budget.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
+            model.gradient_checkpointing_enable()
+        optimizer = method.optimizer(model, cfg, budget.weight_decay)
+        cost.update(
+            trainable_params=trainable,
+            total_params=total_params,
+            trainable_fraction=trainable / total_params,
+            head_params=sum(p.numel() for n, p in model.named_parameters() if n in heads),
+            head_trained=bool(heads),
+            buffer_params=sum(b.numel() for b in model.buffers()) - base_buffers,
+        )
+
+        # -- train --------------------------------------------------------------------------
+        measure.cuda_reset()
+        if sampler:
+            sampler.__enter__()
+        stats = train(model, optimizer, examples, budget, seed=spec.seed, pad_id=tokenizer.pad_token_id, regression=regression, device=device, progress=spec.progress)
+        cost.update(
+            train_seconds=stats.train_seconds,
+            train_tokens_per_s=stats.tokens_per_s,
+            train_samples_per_s=stats.samples_per_s,
+            steps_timed=stats.steps - stats.warmup_steps,
+            warmup_steps=stats.warmup_steps,
+            tokens_seen=stats.tokens_seen,
+        )
+        result.update(final_loss=stats.final_loss, losses=stats.losses, n_train_examples=len(examples), samples_seen=stats.samples_seen)
+        cost["memory_train"] = {"peak_rss_mb": measure.peak_rss_mb(), **measure.cuda_peaks()}
+        del optimizer
+
+        # -- merge, then evaluate the merged model (what a user deploys) --------------------
+        model = method.merge(model)
+        with measure.Timer() as timer:
+            ev = evaluate(task, model, tokenizer, eval_rows, batch_size=budget.eval_batch_size, device=device, progress=spec.progress)
+        if sampler:
+            sampler.__exit__(None, None, None)
+            cost["memory_nvml"] = sampler.summary()
+        cost.update(eval_seconds=timer.seconds, eval_samples_per_s=ev.n_items / timer.seconds if timer.seconds else None)
+        result.update(status="ok", metrics=ev.metrics, primary_metric=task.primary_metric, n_eval=ev.n_items, samples=ev.samples, evaluated="merged")
+    except Diverged as err:
+        result.update(status="diverged", error=str(err))
+    except KeyboardInterrupt:
+        result.update(status="canceled", error="interrupted (Ctrl-C)")
+    except Exception as err:  # a failed job becomes a record; the sweep goes on
+        result.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=8))
+    finally:
+        run["finished_at"] = _now()
+        cost["peak_memory_mb"] = measure_peak(cost)
+        record = RunRecord(run=run, result=result, cost=cost, env=env)
+        records.save(record, spec.output_dir)
+    return record
+
+
+def measure_peak(cost: dict[str, Any]) -> float:
+    """The job's peak memory in MiB: the torch allocator's peak on CUDA, else peak RSS."""
+    from bench import measure
+
+    cuda = measure.cuda_peaks()
+    if cuda:
+        cost["memory"] = {"peak_rss_mb": measure.peak_rss_mb(), **cuda}
+        return cuda["torch_max_allocated_mb"]
+    cost["memory"] = {"peak_rss_mb": measure.peak_rss_mb()}
+    return cost["memory"]["peak_rss_mb"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The local executor: one fresh subprocess per job
+# ---------------------------------------------------------------------------------------------
+def existing_status(path: Path) -> str | None:
+    """The status of a finished record at ``path``; None if absent or unreadable (partial)."""
+    if not path.exists():
+        return None
+    try:
+        return records.load(path).status
+    except (UsageError, KeyError):
+        return None
+
+
+def run_sweep(jobs: list[JobSpec], *, force: bool = False, rerun_failed: bool = False, progress: bool = True) -> list[tuple[JobSpec, str]]:
+    """Run ``jobs`` one after another; returns (job, status) for each, including skipped ones."""
+    from tqdm.auto import tqdm
+
+    outcomes: list[tuple[JobSpec, str]] = []
+    bar = tqdm(jobs, desc="sweep", unit="job", disable=not progress, dynamic_ncols=True)
+    for job in bar:
+        status = existing_status(job.record_path)
+        if status is not None and not force and (status == "ok" or not rerun_failed):
+            tqdm.write(f"skip  {job.title}: record exists ({status}); --force to rerun")
+            outcomes.append((job, f"skipped ({status})"))
+            continue
+        bar.set_postfix_str(job.title)
+        started = time.time()
+        status = run_in_subprocess(job)
+        outcomes.append((job, status))
+        tqdm.write(f"{status:<8} {job.title} ({time.time() - started:.0f}s)")
+        if status == "canceled":
+            break
+    bar.close()
+    return outcomes
+
+
+def run_in_subprocess(job: JobSpec) -> str:
+    """Run ``job`` in a fresh Python process; a crash without a record becomes a failed record."""
+    started = time.time()
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen([sys.executable, "-m", "bench.runner"], stdin=subprocess.PIPE, env=env, text=True)
+    try:
+        proc.communicate(json.dumps(asdict(job)))
+    except KeyboardInterrupt:
+        proc.wait()  # the child got the same SIGINT and records itself as canceled
+    path = job.record_path
+    if path.exists() and path.stat().st_mtime >= started - 1:
+        status = existing_status(path)
+        if status:
+            return status
+    reason = f"job process exited with code {proc.returncode}"
+    if proc.returncode and proc.returncode < 0:
+        reason += f" (killed by signal {-proc.returncode}; out of memory?)"
+    run = {**asdict(job), "method_label": job.label, "finished_at": _now()}
+    for key in ("label", "output_dir", "progress"):
+        run.pop(key)
+    records.save(RunRecord(run=run, result={"status": "failed", "error": reason, "metrics": {}}), job.output_dir)
+    return "failed"
+
+
+def main() -> int:
+    """Entry point of a job's subprocess: read a JobSpec as JSON on stdin, run it."""
+    spec = JobSpec(**json.loads(sys.stdin.read()))
+    record = run_one(spec)
+    return EXIT_CODES.get(record.status, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
