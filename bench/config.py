@@ -181,7 +181,7 @@ def _convert(value: str, tp: Any, where: str) -> Any:
         try:
             return tp(value)
         except ValueError:
-            raise UsageError(f"{where}={value!r} must be a {tp.__name__}") from None
+            raise UsageError(f"{where}={value!r} must be of type {tp.__name__}") from None
     raise UsageError(f"{where} cannot be set from the command line")
 
 

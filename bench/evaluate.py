@@ -47,6 +47,7 @@ def evaluate(task, model: nn.Module, tokenizer, rows: Sequence[dict], *, batch_s
 # ---------------------------------------------------------------------------------------------
 # Generation
 # ---------------------------------------------------------------------------------------------
+@torch.inference_mode()
 def generate(model: nn.Module, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int, device: torch.device, progress: bool = True) -> list[str]:
     """Greedy completions of ``prompts`` (new text only), batched with left padding."""
     encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
@@ -107,6 +108,7 @@ def encode_pair_lm_eval(tokenizer, context: str, continuation: str) -> tuple[lis
     return ctx, whole[len(ctx) :]
 
 
+@torch.inference_mode()
 def loglikelihoods(model: nn.Module, tokenizer, requests: Sequence[tuple[str, str]], *, batch_size: int, device: torch.device, progress: bool = True) -> list[float]:
     """Sum of log p(continuation | context) for each (context, continuation), batched."""
     encoded = [encode_pair_lm_eval(tokenizer, c, x) for c, x in requests]

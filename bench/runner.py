@@ -341,18 +341,18 @@ def run_sweep(jobs: list[JobSpec], *, force: bool = False, rerun_failed: bool = 
     from tqdm.auto import tqdm
 
     outcomes: list[tuple[JobSpec, str]] = []
-    bar = tqdm(jobs, desc="sweep", unit="job", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(jobs, desc="sweep", unit="job", disable=not progress, dynamic_ncols=True, file=sys.stderr)
     for job in bar:
         status = existing_status(job.record_path)
         if status is not None and not force and (status == "ok" or not rerun_failed):
-            tqdm.write(f"skip  {job.title}: record exists ({status}); --force to rerun")
+            tqdm.write(f"skip     {job.title}: record exists ({status}); --force to rerun", file=sys.stderr)
             outcomes.append((job, f"skipped ({status})"))
             continue
         bar.set_postfix_str(job.title)
         started = time.time()
         status = run_in_subprocess(job)
         outcomes.append((job, status))
-        tqdm.write(f"{status:<8} {job.title} ({time.time() - started:.0f}s)")
+        tqdm.write(f"{status:<8} {job.title} ({time.time() - started:.0f}s)", file=sys.stderr)
         if status == "canceled":
             break
     bar.close()
