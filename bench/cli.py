@@ -56,38 +56,82 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m bench", description="peft-bench: fair, reproducible PEFT comparisons.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(
+        prog="python -m bench",
+        description="peft-bench: fair, reproducible PEFT comparisons.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    run = sub.add_parser("run", help="run methods x tasks x seeds and record each job", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = sub.add_parser(
+        "run",
+        help="run methods x tasks x seeds and record each job",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     what = run.add_argument_group("what to run")
-    what.add_argument("--methods", default="neuroada,lora", help="comma list of methods, or 'all' (default: neuroada,lora)")
-    what.add_argument("--tasks", default="glue_sst2,arc_easy", help="comma list of tasks, suite names (commonsense, arithmetic, glue, toy), or 'all'")
+    what.add_argument(
+        "--methods", default="neuroada,lora", help="comma list of methods, or 'all' (default: neuroada,lora)"
+    )
+    what.add_argument(
+        "--tasks",
+        default="glue_sst2,arc_easy",
+        help="comma list of tasks, suite names (commonsense, arithmetic, glue, toy), or 'all'",
+    )
     what.add_argument("--seeds", default="0", help="comma list of seeds (default: 0)")
-    what.add_argument("--model", default=None, help="alias, local folder or hub name (default: each task's default model)")
-    what.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE", help="override a method setting, e.g. --set neuroada.k=16 (repeatable)")
+    what.add_argument(
+        "--model", default=None, help="alias, local folder or hub name (default: each task's default model)"
+    )
+    what.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="METHOD.FIELD=VALUE",
+        help="override a method setting, e.g. --set neuroada.k=16 (repeatable)",
+    )
     budget = run.add_argument_group("budget (identical for every method)")
     budget.add_argument("--preset", default="demo", help="budget preset: smoke, demo, default, paper (default: demo)")
     budget.add_argument("--max-steps", type=positive_int("--max-steps"), help="optimizer steps")
     budget.add_argument("--batch-size", type=positive_int("--batch-size"), help="examples per optimizer step")
-    budget.add_argument("--micro-batch-size", type=positive_int("--micro-batch-size"), help="examples per forward pass")
+    budget.add_argument(
+        "--micro-batch-size", type=positive_int("--micro-batch-size"), help="examples per forward pass"
+    )
     budget.add_argument("--max-length", type=positive_int("--max-length"), help="max training tokens per example")
-    budget.add_argument("--limit", type=positive_int("--limit"), help="evaluate on the first N items only (marks a smoke run)")
+    budget.add_argument(
+        "--limit", type=positive_int("--limit"), help="evaluate on the first N items only (marks a smoke run)"
+    )
     budget.add_argument("--eval-batch-size", type=positive_int("--eval-batch-size"))
     where = run.add_argument_group("where")
-    where.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"), help="offline task data laid out like shared/data (default: $BENCH_DATA_DIR; unset: load from the hub)")
+    where.add_argument(
+        "--data-dir",
+        default=os.environ.get("BENCH_DATA_DIR"),
+        help="offline task data laid out like shared/data (default: $BENCH_DATA_DIR; unset: load from the hub)",
+    )
     where.add_argument("--output-dir", default="results/runs", help="where records go (default: results/runs)")
     where.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    where.add_argument("--threads", type=positive_int("--threads"), default=None, help="torch CPU threads (default: 1 under CI, else torch's default)")
-    where.add_argument("--trust-remote-code", action="store_true", help="allow hub models to run their own code (off by default)")
+    where.add_argument(
+        "--threads",
+        type=positive_int("--threads"),
+        default=None,
+        help="torch CPU threads (default: 1 under CI, else torch's default)",
+    )
+    where.add_argument(
+        "--trust-remote-code", action="store_true", help="allow hub models to run their own code (off by default)"
+    )
     resume = run.add_argument_group("resume")
     resume.add_argument("--force", action="store_true", help="rerun jobs even if their record exists")
-    resume.add_argument("--rerun-failed", action="store_true", help="rerun jobs whose record is failed, diverged or canceled")
+    resume.add_argument(
+        "--rerun-failed", action="store_true", help="rerun jobs whose record is failed, diverged or canceled"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     ls = sub.add_parser("ls", help="list methods, tasks, suites, presets and model aliases")
-    ls.add_argument("what", nargs="?", default="all", choices=["all", "methods", "tasks", "suites", "presets", "models"])
+    ls.add_argument(
+        "what", nargs="?", default="all", choices=["all", "methods", "tasks", "suites", "presets", "models"]
+    )
+    ls.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"), help="count eval sizes in this data dir")
 
     report = sub.add_parser("report", help="tables from a folder of records")
     report.add_argument("--records", default="results/runs", help="folder of records (default: results/runs)")
@@ -97,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         from bench import micro
     except ImportError:  # TEMP until bench/micro.py lands
         return parser
-    micro_parser = sub.add_parser("micro", help="NeuroAda step micro-benchmark (time, memory) against frozen, LoRA, DoRA, full FT, masked sparse")
+    micro_parser = sub.add_parser(
+        "micro", help="NeuroAda step micro-benchmark (time, memory) against frozen, LoRA, DoRA, full FT, masked sparse"
+    )
     micro.add_arguments(micro_parser)
     return parser
 
@@ -117,7 +163,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         eval_batch_size=args.eval_batch_size,
     )
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
-        raise UsageError(f"--data-dir '{args.data_dir}' is not a folder; point it at shared/data (or unset BENCH_DATA_DIR)")
+        raise UsageError(
+            f"--data-dir '{args.data_dir}' is not a folder; point it at shared/data (or unset BENCH_DATA_DIR)"
+        )
     out = Path(args.output_dir)
     _check_writable(out)
     threads = args.threads or (1 if os.environ.get("CI") else None)
@@ -153,7 +201,9 @@ def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UsageError(f"--output-dir '{out}' cannot be created ({err.strerror}); choose a writable folder") from None
+        raise UsageError(
+            f"--output-dir '{out}' cannot be created ({err.strerror}); choose a writable folder"
+        ) from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise UsageError(f"--output-dir '{out}' is not writable; choose a writable folder")
 
@@ -170,14 +220,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
         if section == "methods":
             for name in methods.names():
                 m = methods.get(name)
-                doc = (sys.modules[type(m).__module__].__doc__ or "").strip().splitlines()[0]
+                doc = " ".join((sys.modules[type(m).__module__].__doc__ or "").split("\n\n")[0].split())
+                doc = doc.split(". ")[0].rstrip(".") + "."
                 print(f"  {name:<14} lr={m.config_cls().lr:<8g} {doc}")
         elif section == "tasks":
-            print(f"  {'task':<18} {'suite':<14} {'kind':<16} {'metric':<14} {'protocol':<22} {'train set':<30} eval file")
-            for name in tasks.names():
-                t = tasks.get(name)
-                train = t.train_file or ("in code" if t.generator else "hub")
-                print(f"  {name:<18} {t.suite:<14} {t.kind:<16} {t.primary_metric:<14} {t.protocol:<22} {train:<30} {t.eval_file or 'in code'}")
+            print(_columns(_task_rows(args.data_dir), indent="  "))
         elif section == "suites":
             for suite, names in tasks.suites().items():
                 print(f"  {suite:<16} {', '.join(names)}")
@@ -189,6 +236,30 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 print(f"  {a.name:<14} {a.description}" + (f" [hub: {a.hub_name}]" if a.hub_name else ""))
         print()
     return 0
+
+
+def _task_rows(data_dir: str | None) -> list[list[str]]:
+    """One row per task for ``ls tasks``: eval sizes are counted when a data dir is known."""
+    import tasks
+
+    rows = [["task", "suite", "kind", "metric", "protocol", "train set", "eval size"]]
+    for name in tasks.names():
+        t = tasks.get(name)
+        train = t.train_file or ("in code" if t.generator else "hub")
+        if t.generator is not None:
+            size = str(len(t.generator("eval")))
+        elif data_dir and t.eval_file and (Path(data_dir) / t.eval_file).is_file():
+            with open(Path(data_dir) / t.eval_file, encoding="utf-8") as fh:
+                size = str(sum(1 for line in fh if line.strip()))
+        else:
+            size = "?" if t.eval_file else "hub"
+        rows.append([name, t.suite, t.kind, t.primary_metric, t.protocol.split(":")[0], train, size])
+    return rows
+
+
+def _columns(rows: list[list[str]], indent: str = "") -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -53,8 +53,7 @@ class Budget:
                 raise UsageError(f"budget.{name}={value!r} must be a positive integer")
         if self.batch_size % self.micro_batch_size:
             raise UsageError(
-                f"budget.batch_size={self.batch_size} must be a multiple of "
-                f"micro_batch_size={self.micro_batch_size}"
+                f"budget.batch_size={self.batch_size} must be a multiple of micro_batch_size={self.micro_batch_size}"
             )
         if self.eval_limit is not None and (not isinstance(self.eval_limit, int) or self.eval_limit <= 0):
             raise UsageError(f"--limit {self.eval_limit!r} must be a positive integer")
@@ -131,7 +130,9 @@ def budget_for(preset: str, **overrides: Any) -> Budget:
     if preset not in PRESETS:
         from bench.registry import did_you_mean
 
-        raise UsageError(f"unknown preset '{preset}'{did_you_mean(preset, list(PRESETS))} available: {', '.join(PRESETS)}")
+        raise UsageError(
+            f"unknown preset '{preset}'{did_you_mean(preset, list(PRESETS))} available: {', '.join(PRESETS)}"
+        )
     values = {**PRESETS[preset].budget, **{k: v for k, v in overrides.items() if v is not None}}
     return Budget(**values)
 

@@ -8,7 +8,7 @@ mask) is fixed by the task and the budget, never by the method.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,16 @@ def _by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def evaluate(task, model: nn.Module, tokenizer, rows: Sequence[dict], *, batch_size: int, device: torch.device, progress: bool = True) -> EvalResult:
+def evaluate(
+    task,
+    model: nn.Module,
+    tokenizer,
+    rows: Sequence[dict],
+    *,
+    batch_size: int,
+    device: torch.device,
+    progress: bool = True,
+) -> EvalResult:
     items = [task.to_eval(r) for r in rows]
     model.eval()
     with torch.inference_mode():
@@ -48,7 +57,16 @@ def evaluate(task, model: nn.Module, tokenizer, rows: Sequence[dict], *, batch_s
 # Generation
 # ---------------------------------------------------------------------------------------------
 @torch.inference_mode()
-def generate(model: nn.Module, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int, device: torch.device, progress: bool = True) -> list[str]:
+def generate(
+    model: nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    device: torch.device,
+    progress: bool = True,
+) -> list[str]:
     """Greedy completions of ``prompts`` (new text only), batched with left padding."""
     encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
     outputs: list[str] = [""] * len(prompts)
@@ -79,7 +97,13 @@ def generate(model: nn.Module, tokenizer, prompts: Sequence[str], *, max_new_tok
 
 def _generate(task, model, tokenizer, items, batch_size, device, progress) -> EvalResult:
     responses = generate(
-        model, tokenizer, [it["prompt"] for it in items], max_new_tokens=task.max_new_tokens, batch_size=batch_size, device=device, progress=progress
+        model,
+        tokenizer,
+        [it["prompt"] for it in items],
+        max_new_tokens=task.max_new_tokens,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
     )
     predictions = [task.extract(r) for r in responses]
     references = [it["reference"] for it in items]
@@ -109,7 +133,15 @@ def encode_pair_lm_eval(tokenizer, context: str, continuation: str) -> tuple[lis
 
 
 @torch.inference_mode()
-def loglikelihoods(model: nn.Module, tokenizer, requests: Sequence[tuple[str, str]], *, batch_size: int, device: torch.device, progress: bool = True) -> list[float]:
+def loglikelihoods(
+    model: nn.Module,
+    tokenizer,
+    requests: Sequence[tuple[str, str]],
+    *,
+    batch_size: int,
+    device: torch.device,
+    progress: bool = True,
+) -> list[float]:
     """Sum of log p(continuation | context) for each (context, continuation), batched."""
     encoded = [encode_pair_lm_eval(tokenizer, c, x) for c, x in requests]
     inputs = [(ctx + cont)[:-1] for ctx, cont in encoded]
@@ -158,7 +190,10 @@ def _multiple_choice(task, model, tokenizer, items, batch_size, device, progress
     metrics = dict(task.score(predictions, golds))
     norm = task.score(predictions_norm, golds)
     metrics.update({f"{k}_norm": v for k, v in norm.items()})
-    samples = [{"loglik": scores[s : s + n], "prediction": p, "gold": g} for (s, n), p, g in list(zip(spans, predictions, golds, strict=True))[:5]]
+    samples = [
+        {"loglik": scores[s : s + n], "prediction": p, "gold": g}
+        for (s, n), p, g in list(zip(spans, predictions, golds, strict=True))[:5]
+    ]
     return EvalResult(metrics, len(items), predictions, samples)
 
 
@@ -172,15 +207,14 @@ def _classify(task, model, tokenizer, items, batch_size, device, progress) -> Ev
     for idx in _by_length([len(e["input_ids"]) for e in encoded], batch_size):
         batch = tokenizer.pad([encoded[i] for i in idx], return_tensors="pt")
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
-        values: Callable[[int], Any]
-        if task.kind == "regress":
-            values = lambda row: float(logits[row, 0])
-        else:
-            values = lambda row: int(logits[row].argmax())
+        values = logits[:, 0].tolist() if task.kind == "regress" else logits.argmax(-1).tolist()
         for row, i in enumerate(idx):
-            predictions[i] = values(row)
+            predictions[i] = values[row]
         bar.update(len(idx))
     bar.close()
     references = [it["label"] for it in items]
-    samples = [{"text": it["text"][:200], "prediction": p, "label": it["label"]} for it, p in list(zip(items, predictions, strict=True))[:5]]
+    samples = [
+        {"text": it["text"][:200], "prediction": p, "label": it["label"]}
+        for it, p in list(zip(items, predictions, strict=True))[:5]
+    ]
     return EvalResult(task.score(predictions, references), len(items), predictions, samples)

@@ -98,7 +98,11 @@ def load(path: str | os.PathLike) -> RunRecord:
             f"({SCHEMA_VERSION}); upgrade peft-bench to read it"
         )
     return RunRecord(
-        run=data["run"], result=data["result"], cost=data.get("cost", {}), env=data.get("env", {}), schema_version=version
+        run=data["run"],
+        result=data["result"],
+        cost=data.get("cost", {}),
+        env=data.get("env", {}),
+        schema_version=version,
     )
 
 

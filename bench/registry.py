@@ -56,8 +56,7 @@ class Registry(Generic[T]):
         except KeyError:
             names = self.names()
             raise UnknownNameError(
-                f"unknown {self.kind} '{name}'{did_you_mean(name, names)} "
-                f"available: {', '.join(names)}"
+                f"unknown {self.kind} '{name}'{did_you_mean(name, names)} available: {', '.join(names)}"
             ) from None
 
     def names(self) -> list[str]:

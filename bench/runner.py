@@ -7,13 +7,16 @@ its own Python process so that peak memory is per job and a crash cannot take th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -149,7 +152,9 @@ def select_methods(spec: str) -> list[str]:
         for name in names:
             if name not in method_registry.names():
                 choices = [*method_registry.names(), "all"]
-                raise UsageError(f"unknown method '{name}'{did_you_mean(name, choices)} available: {', '.join(choices)}")
+                raise UsageError(
+                    f"unknown method '{name}'{did_you_mean(name, choices)} available: {', '.join(choices)}"
+                )
             if name not in out:
                 out.append(name)
     return out
@@ -186,8 +191,16 @@ def git_state() -> dict[str, Any]:
     """The code's git sha and whether the tree had uncommitted changes."""
     root = Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return {"git_sha": sha or None, "git_dirty": bool(dirty) if sha else None}
     except (OSError, subprocess.SubprocessError):
         return {"git_sha": None, "git_dirty": None}
@@ -245,7 +258,14 @@ def run_one(spec: JobSpec) -> RunRecord:
         eval_rows = task.load("eval", spec.data_dir)[: budget.eval_limit]
 
         # -- model and method -------------------------------------------------------------
-        model, tokenizer = models.load(spec.model, task.head, num_labels=task.num_labels, dtype=dtype, seed=spec.seed, trust_remote_code=spec.trust_remote_code)
+        model, tokenizer = models.load(
+            spec.model,
+            task.head,
+            num_labels=task.num_labels,
+            dtype=dtype,
+            seed=spec.seed,
+            trust_remote_code=spec.trust_remote_code,
+        )
         total_params = count_parameters(model)
         base_buffers = sum(b.numel() for b in model.buffers())
         examples = encode_train(task, tokenizer, train_rows, budget)
@@ -275,7 +295,17 @@ def run_one(spec: JobSpec) -> RunRecord:
         measure.cuda_reset()
         if sampler:
             sampler.__enter__()
-        stats = train(model, optimizer, examples, budget, seed=spec.seed, pad_id=tokenizer.pad_token_id, regression=regression, device=device, progress=spec.progress)
+        stats = train(
+            model,
+            optimizer,
+            examples,
+            budget,
+            seed=spec.seed,
+            pad_id=tokenizer.pad_token_id,
+            regression=regression,
+            device=device,
+            progress=spec.progress,
+        )
         cost.update(
             train_seconds=stats.train_seconds,
             train_tokens_per_s=stats.tokens_per_s,
@@ -284,19 +314,41 @@ def run_one(spec: JobSpec) -> RunRecord:
             warmup_steps=stats.warmup_steps,
             tokens_seen=stats.tokens_seen,
         )
-        result.update(final_loss=stats.final_loss, losses=stats.losses, n_train_examples=len(examples), samples_seen=stats.samples_seen)
+        result.update(
+            final_loss=stats.final_loss,
+            losses=stats.losses,
+            n_train_examples=len(examples),
+            samples_seen=stats.samples_seen,
+        )
         cost["memory_train"] = {"peak_rss_mb": measure.peak_rss_mb(), **measure.cuda_peaks()}
         del optimizer
 
         # -- merge, then evaluate the merged model (what a user deploys) --------------------
         model = method.merge(model)
         with measure.Timer() as timer:
-            ev = evaluate(task, model, tokenizer, eval_rows, batch_size=budget.eval_batch_size, device=device, progress=spec.progress)
+            ev = evaluate(
+                task,
+                model,
+                tokenizer,
+                eval_rows,
+                batch_size=budget.eval_batch_size,
+                device=device,
+                progress=spec.progress,
+            )
         if sampler:
             sampler.__exit__(None, None, None)
             cost["memory_nvml"] = sampler.summary()
-        cost.update(eval_seconds=timer.seconds, eval_samples_per_s=ev.n_items / timer.seconds if timer.seconds else None)
-        result.update(status="ok", metrics=ev.metrics, primary_metric=task.primary_metric, n_eval=ev.n_items, samples=ev.samples, evaluated="merged")
+        cost.update(
+            eval_seconds=timer.seconds, eval_samples_per_s=ev.n_items / timer.seconds if timer.seconds else None
+        )
+        result.update(
+            status="ok",
+            metrics=ev.metrics,
+            primary_metric=task.primary_metric,
+            n_eval=ev.n_items,
+            samples=ev.samples,
+            evaluated="merged",
+        )
     except Diverged as err:
         result.update(status="diverged", error=str(err))
     except KeyboardInterrupt:
@@ -336,21 +388,67 @@ def existing_status(path: Path) -> str | None:
         return None
 
 
-def run_sweep(jobs: list[JobSpec], *, force: bool = False, rerun_failed: bool = False, progress: bool = True) -> list[tuple[JobSpec, str]]:
-    """Run ``jobs`` one after another; returns (job, status) for each, including skipped ones."""
+class Locked(RuntimeError):
+    """Another sweep holds this job's lock."""
+
+
+@contextlib.contextmanager
+def job_lock(job: JobSpec) -> Iterator[None]:
+    """An exclusive, non-blocking lock per record, so two sweeps never run the same job.
+
+    ``flock`` locks die with their process, so a SIGKILLed sweep leaves no stale lock behind.
+    """
+    import fcntl
+
+    lock_dir = Path(job.output_dir) / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / (job.record_path.name + ".lock"), "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Locked(job.title) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def should_run(job: JobSpec, *, force: bool, rerun_failed: bool) -> tuple[bool, str | None]:
+    """Whether to run ``job`` given its existing record: (run?, existing status)."""
+    status = existing_status(job.record_path)
+    if status is None or force:
+        return True, status
+    return (status != "ok" and rerun_failed), status
+
+
+def run_sweep(
+    jobs: list[JobSpec], *, force: bool = False, rerun_failed: bool = False, progress: bool = True
+) -> list[tuple[JobSpec, str]]:
+    """Run ``jobs`` one after another; returns (job, status) for each, including skipped ones.
+
+    Resuming: a job whose record exists is skipped (``rerun_failed``: unless it did not finish
+    ``ok``; ``force``: always rerun). A missing or unreadable record is always rerun.
+    """
     from tqdm.auto import tqdm
 
     outcomes: list[tuple[JobSpec, str]] = []
     bar = tqdm(jobs, desc="sweep", unit="job", disable=not progress, dynamic_ncols=True, file=sys.stderr)
     for job in bar:
-        status = existing_status(job.record_path)
-        if status is not None and not force and (status == "ok" or not rerun_failed):
-            tqdm.write(f"skip     {job.title}: record exists ({status}); --force to rerun", file=sys.stderr)
-            outcomes.append((job, f"skipped ({status})"))
+        run, existing = should_run(job, force=force, rerun_failed=rerun_failed)
+        if not run:
+            hint = "--rerun-failed or --force" if existing != "ok" else "--force"
+            tqdm.write(f"skip     {job.title}: record exists ({existing}); {hint} to rerun", file=sys.stderr)
+            outcomes.append((job, f"skipped ({existing})"))
             continue
         bar.set_postfix_str(job.title)
         started = time.time()
-        status = run_in_subprocess(job)
+        try:
+            with job_lock(job):
+                status = run_in_subprocess(job)
+        except Locked:
+            tqdm.write(f"skip     {job.title}: another sweep is running it", file=sys.stderr)
+            outcomes.append((job, "skipped (locked)"))
+            continue
         outcomes.append((job, status))
         tqdm.write(f"{status:<8} {job.title} ({time.time() - started:.0f}s)", file=sys.stderr)
         if status == "canceled":
@@ -359,32 +457,54 @@ def run_sweep(jobs: list[JobSpec], *, force: bool = False, rerun_failed: bool = 
     return outcomes
 
 
+def _fallback_record(job: JobSpec, status: str, error: str) -> None:
+    run = {**asdict(job), "method_label": job.label, "finished_at": _now()}
+    for key in ("label", "output_dir", "progress"):
+        run.pop(key)
+    records.save(RunRecord(run=run, result={"status": status, "error": error, "metrics": {}}), job.output_dir)
+
+
 def run_in_subprocess(job: JobSpec) -> str:
-    """Run ``job`` in a fresh Python process; a crash without a record becomes a failed record."""
+    """Run ``job`` in a fresh Python process and return its status.
+
+    The job writes its own record. If it dies without one (killed, out of memory, interrupted
+    before its first line ran), a ``failed`` or ``canceled`` record says so.
+    """
     started = time.time()
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "bench.runner"], stdin=subprocess.PIPE, env=env, text=True)
+    interrupted = False
     try:
         proc.communicate(json.dumps(asdict(job)))
     except KeyboardInterrupt:
-        proc.wait()  # the child got the same SIGINT and records itself as canceled
+        interrupted = True  # the child got the same SIGINT and records itself as canceled
+        try:
+            proc.wait(timeout=60)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
     path = job.record_path
     if path.exists() and path.stat().st_mtime >= started - 1:
         status = existing_status(path)
         if status:
             return status
+    if interrupted or proc.returncode in (EXIT_CODES["canceled"], -signal.SIGINT):
+        _fallback_record(job, "canceled", "interrupted before the job could record itself")
+        return "canceled"
     reason = f"job process exited with code {proc.returncode}"
     if proc.returncode and proc.returncode < 0:
         reason += f" (killed by signal {-proc.returncode}; out of memory?)"
-    run = {**asdict(job), "method_label": job.label, "finished_at": _now()}
-    for key in ("label", "output_dir", "progress"):
-        run.pop(key)
-    records.save(RunRecord(run=run, result={"status": "failed", "error": reason, "metrics": {}}), job.output_dir)
+    _fallback_record(job, "failed", reason)
     return "failed"
+
+
+def _sigterm_as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a scheduler's preemption, `kill`) records `canceled`
 
 
 def main() -> int:
     """Entry point of a job's subprocess: read a JobSpec as JSON on stdin, run it."""
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     spec = JobSpec(**json.loads(sys.stdin.read()))
     record = run_one(spec)
     return EXIT_CODES.get(record.status, 1)

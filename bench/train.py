@@ -44,7 +44,11 @@ def encode_causal(tokenizer, prompt: str, target: str, max_length: int, train_on
 
 def encode_pair(tokenizer, text: str, text_pair: str | None, label: float | int, max_length: int) -> dict:
     enc = tokenizer(text, text_pair, truncation=True, max_length=max_length)
-    return {"input_ids": enc["input_ids"], "labels": label, **({"token_type_ids": enc["token_type_ids"]} if "token_type_ids" in enc else {})}
+    return {
+        "input_ids": enc["input_ids"],
+        "labels": label,
+        **({"token_type_ids": enc["token_type_ids"]} if "token_type_ids" in enc else {}),
+    }
 
 
 def encode_train(task, tokenizer, rows: Sequence[dict], budget: Budget) -> list[dict]:
@@ -85,7 +89,9 @@ def collate(examples: Sequence[dict], pad_id: int, regression: bool = False) -> 
     return batch
 
 
-def batches(examples: Sequence[dict], budget: Budget, seed: int, pad_id: int, regression: bool) -> Iterator[list[dict]]:
+def batches(
+    examples: Sequence[dict], budget: Budget, seed: int, pad_id: int, regression: bool
+) -> Iterator[list[dict]]:
     """Micro-batches for ``max_steps`` optimizer steps: a seeded shuffle per epoch, cycled."""
     rng = random.Random(seed)
     order: list[int] = []
@@ -99,7 +105,9 @@ def batches(examples: Sequence[dict], budget: Budget, seed: int, pad_id: int, re
         yield collate(micro, pad_id, regression)
 
 
-def calibration_batches(examples: Sequence[dict], budget: Budget, pad_id: int, regression: bool, n: int = 4) -> list[dict]:
+def calibration_batches(
+    examples: Sequence[dict], budget: Budget, pad_id: int, regression: bool, n: int = 4
+) -> list[dict]:
     """A few fixed micro-batches for data-dependent selection (e.g. NeuroAda's ``gradient``)."""
     size = budget.micro_batch_size
     return [collate(examples[i : i + size], pad_id, regression) for i in range(0, min(n * size, len(examples)), size)]
@@ -157,16 +165,19 @@ def train(
     seed: int,
     pad_id: int,
     regression: bool = False,
-    device: torch.device = torch.device("cpu"),
+    device: torch.device | None = None,
     progress: bool = True,
 ) -> TrainStats:
     """Run ``budget.max_steps`` optimizer steps. Raises :class:`Diverged` on a NaN/inf loss."""
+    device = device or torch.device("cpu")
     stats = TrainStats(losses=[], warmup_steps=min(budget.throughput_warmup_steps, budget.max_steps))
     scheduler = schedule(optimizer, budget)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     stream = batches(examples, budget, seed, pad_id, regression)
     model.train()
-    bar = tqdm(total=budget.max_steps, desc="train", unit="step", leave=False, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=budget.max_steps, desc="train", unit="step", leave=False, disable=not progress, dynamic_ncols=True
+    )
     start = time.perf_counter()
     for step in range(budget.max_steps):
         _sync(device)

@@ -46,15 +46,11 @@ class Method(Protocol):
     name: str
     config_cls: type
 
-    def apply(
-        self, model: nn.Module, cfg: Any, calibration: Iterable[dict] | None = None
-    ) -> nn.Module: ...
+    def apply(self, model: nn.Module, cfg: Any, calibration: Iterable[dict] | None = None) -> nn.Module: ...
 
     def merge(self, model: nn.Module) -> nn.Module: ...
 
-    def optimizer(
-        self, model: nn.Module, cfg: Any, weight_decay: float
-    ) -> torch.optim.Optimizer: ...
+    def optimizer(self, model: nn.Module, cfg: Any, weight_decay: float) -> torch.optim.Optimizer: ...
 
     def save(self, model: nn.Module, path: str) -> None: ...
 
@@ -71,9 +67,7 @@ def default_targets(model: nn.Module) -> tuple[str, ...]:
     if {"fc1", "fc2"} <= names or {"c_attn"} <= names:
         return tuple(n for n in ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2") if n in names)
     # Any other model: every nn.Linear that is not a head.
-    return tuple(
-        sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-    )
+    return tuple(sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}))
 
 
 def _matches(name: str, target: str) -> bool:
@@ -104,8 +98,7 @@ def find_targets(
         for n, m in hits:
             if linear_only and not isinstance(m, nn.Linear):
                 raise UsageError(
-                    f"target module '{n}' is a {type(m).__name__}, not an nn.Linear; "
-                    "choose linear layers only"
+                    f"target module '{n}' is a {type(m).__name__}, not an nn.Linear; choose linear layers only"
                 )
             if all(n != f for f, _ in found):
                 found.append((n, m))
@@ -141,9 +134,7 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     return total
 
 
-def adamw(
-    params: Iterable[nn.Parameter], lr: float, weight_decay: float
-) -> torch.optim.Optimizer:
+def adamw(params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """torch's AdamW; fused/foreach left to torch's defaults for the device."""
     return torch.optim.AdamW(list(params), lr=lr, weight_decay=weight_decay)
 

@@ -41,8 +41,7 @@ def select_indices(
         raise UsageError(f"k={k!r} must be a positive integer (e.g. k=1)")
     if k >= d_in:
         raise UsageError(
-            f"k={k} must be smaller than the input size {d_in} of {name}; "
-            f"use k <= {d_in - 1}, or full fine-tuning"
+            f"k={k} must be smaller than the input size {d_in} of {name}; use k <= {d_in - 1}, or full fine-tuning"
         )
     w = weight.detach()
     if selection == "magnitude":
@@ -55,8 +54,7 @@ def select_indices(
     elif selection == "gradient":
         if score is None or score.shape != w.shape:
             raise UsageError(
-                f"{name}: gradient selection needs a score of shape {tuple(w.shape)}; "
-                "run it with calibration batches"
+                f"{name}: gradient selection needs a score of shape {tuple(w.shape)}; run it with calibration batches"
             )
         idx = score.detach().abs().float().topk(k, dim=1).indices
     else:
@@ -64,7 +62,9 @@ def select_indices(
     return idx.sort(dim=1).values.to(torch.int64)
 
 
-def gradient_scores(model: torch.nn.Module, weights: dict[str, torch.nn.Parameter], batches) -> dict[str, torch.Tensor]:
+def gradient_scores(
+    model: torch.nn.Module, weights: dict[str, torch.nn.Parameter], batches
+) -> dict[str, torch.Tensor]:
     """``|dL/dW|`` summed over ``batches`` for each named weight (for ``gradient`` selection).
 
     Each batch is a dict that ``model(**batch)`` turns into an output with ``.loss``. The

@@ -5,7 +5,16 @@ import dataclasses
 import pytest
 
 import methods
-from bench.config import PRESETS, Budget, budget_for, build_config, config_from_dict, config_to_dict, method_label, parse_overrides
+from bench.config import (
+    PRESETS,
+    Budget,
+    budget_for,
+    build_config,
+    config_from_dict,
+    config_to_dict,
+    method_label,
+    parse_overrides,
+)
 from bench.errors import UsageError
 
 
@@ -19,7 +28,10 @@ def test_cli_overrides_win_and_none_is_ignored():
     assert b.max_steps == 7 and b.eval_limit == PRESETS["smoke"].budget["eval_limit"]
 
 
-@pytest.mark.parametrize("field,value", [("max_steps", 0), ("batch_size", -1), ("eval_limit", 0), ("warmup_ratio", 1.5), ("weight_decay", -0.1)])
+@pytest.mark.parametrize(
+    "field,value",
+    [("max_steps", 0), ("batch_size", -1), ("eval_limit", 0), ("warmup_ratio", 1.5), ("weight_decay", -0.1)],
+)
 def test_budget_rejects_bad_values(field, value):
     with pytest.raises(UsageError, match=field.replace("eval_limit", "--limit")):
         Budget(**{field: value})

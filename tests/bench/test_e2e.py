@@ -23,7 +23,22 @@ def bench(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    proc = bench("run", "--methods", "all", "--tasks", "toy", "--limit", "4", "--preset", "smoke", "--output-dir", str(out), "--threads", "1", "--no-progress")
+    proc = bench(
+        "run",
+        "--methods",
+        "all",
+        "--tasks",
+        "toy",
+        "--limit",
+        "4",
+        "--preset",
+        "smoke",
+        "--output-dir",
+        str(out),
+        "--threads",
+        "1",
+        "--no-progress",
+    )
     return out, proc
 
 
@@ -67,7 +82,20 @@ def test_record_fields(sweep, method, task):
 def test_rerun_skips_finished_records(sweep):
     out, _ = sweep
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
-    proc = bench("run", "--methods", "full_ft", "--tasks", "toy_sum", "--limit", "4", "--preset", "smoke", "--output-dir", str(out), "--no-progress")
+    proc = bench(
+        "run",
+        "--methods",
+        "full_ft",
+        "--tasks",
+        "toy_sum",
+        "--limit",
+        "4",
+        "--preset",
+        "smoke",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+    )
     assert proc.returncode == 0
     assert "record exists" in proc.stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")} == before
