@@ -221,7 +221,7 @@ def run_one(spec: JobSpec) -> RunRecord:
     from bench.config import config_from_dict
     from bench.evaluate import evaluate
     from bench.train import Diverged, calibration_batches, encode_train, train
-    from methods._base import count_parameters
+    from methods._base import count_parameters, trainable_count
 
     task = task_registry.get(spec.task)
     method = method_registry.get(spec.method)
@@ -277,7 +277,7 @@ def run_one(spec: JobSpec) -> RunRecord:
         for name, p in model.named_parameters():  # every method trains the new task head
             if name in heads:
                 p.requires_grad_(True)
-        trainable = count_parameters(model, trainable_only=True)
+        trainable = trainable_count(method, model)
         model.to(device)
         if budget.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
             model.gradient_checkpointing_enable()

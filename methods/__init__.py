@@ -3,7 +3,7 @@
 To add a method: write ``methods/<name>.py`` with a frozen ``<Name>Config`` (validated in
 ``__post_init__``, with an ``lr`` field and its parameter-budget formula in the docstring) and a
 class registered with ``@METHODS.register`` that implements :class:`methods._base.Method`;
-then import it below. Files starting with ``_`` hold shared code, not methods.
+then add its file stem to ``FILES`` below. Files starting with ``_`` hold shared code, not methods.
 """
 
 from __future__ import annotations

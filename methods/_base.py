@@ -12,7 +12,10 @@ A method is a registered object with:
 - ``optimizer(model, cfg, weight_decay) -> torch.optim.Optimizer`` (most use
   :func:`adamw`; masked sparse tuning masks its decay);
 - ``save(model, path)`` / ``load(model, path) -> model``: the adapter as safetensors, loaded
-  back onto a fresh base model.
+  back onto a fresh base model;
+- optionally ``count_trainable(model) -> int``, when the trainable entries are not simply the
+  parameters with ``requires_grad`` (masked sparse tuning holds whole weights trainable but
+  trains only the selected entries); see :func:`trainable_count`.
 
 Shared code lives here as free functions, not in a base class (torchtune's style).
 """
@@ -132,6 +135,12 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
         seen.add(id(p))
         total += p.numel()
     return total
+
+
+def trainable_count(method: Method, model: nn.Module) -> int:
+    """Trainable entries as the method counts them (default: parameters with ``requires_grad``)."""
+    counter = getattr(method, "count_trainable", None)
+    return counter(model) if counter is not None else count_parameters(model, trainable_only=True)
 
 
 def adamw(params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
