@@ -7,8 +7,10 @@ A task is a frozen :class:`TaskConfig`. Its functions are pure:
   ``{"text": str, "text_pair": str | None, "label": int | float}``.
 - ``to_eval(raw) -> dict``: one evaluation item, by ``kind``:
   ``generate``: ``{"prompt", "reference"}``; ``multiple_choice``: ``{"context", "choices",
-  "gold"}`` (choices are continuations of the context); ``classify``/``regress``:
-  ``{"text", "text_pair", "label"}``.
+  "gold"}`` (choices are continuations of the one context), or ``{"contexts", "continuation",
+  "gold"}`` (partial scoring, lm-eval's WinoGrande: one context per choice, the option filling
+  the blank, and one shared continuation whose log-likelihood is compared; ``gold`` indexes
+  ``contexts``); ``classify``/``regress``: ``{"text", "text_pair", "label"}``.
 - ``extract(response) -> answer`` (generate only): the answer parsed from the model's text.
 - ``score(predictions, references) -> {metric: value}``; the first of ``metrics`` is primary.
 
@@ -42,6 +44,8 @@ class HubSource:
     eval_split: str = "validation"
     convert: Callable[[dict], dict] | None = None
     """Maps a hub row to the local files' field names, so one ``to_train``/``to_eval`` serves both."""
+    data_files: dict[str, str] | None = None
+    """For raw files (``path="json"``): split name -> URL, pinned to a commit (LLM-Adapters' JSON files)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,12 @@ class TaskConfig:
     """Classification labels (1 for regression); 0 for causal tasks."""
     higher_is_better: dict[str, bool] = field(default_factory=dict)
     description: str = ""
+    train_hub: HubSource | None = None
+    """Hub source of the train split when it is not ``hub``'s own (a mixture such as
+    commonsense_170k or math_10k); ``None`` trains on ``hub``'s ``train_split``."""
+    contaminated_by: tuple[str, ...] = ()
+    """Train files (relative names, e.g. ``math_10k/train.jsonl``) known to contain this task's
+    eval problems; records and tables should flag results trained on them."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -101,20 +111,27 @@ class TaskConfig:
         if self.generator is not None:
             return self.generator(split)
         rel = self.eval_file if split == "eval" else self.train_file
-        required = self.required_fields if split == "eval" else (
-            self.train_required_fields
-            if self.train_required_fields is not None
-            else self.required_fields
+        required = (
+            self.required_fields
+            if split == "eval"
+            else (self.train_required_fields if self.train_required_fields is not None else self.required_fields)
         )
         if data_dir is not None:
             if rel is None:
                 raise UsageError(f"task '{self.name}' has no local {split} file")
             return read_jsonl(Path(data_dir) / rel, required)
-        if self.hub is None:
-            raise UsageError(
-                f"task '{self.name}' has no hub source; pass --data-dir (or set BENCH_DATA_DIR)"
-            )
-        return load_hub(self.hub, split)
+        hub = self.train_hub if split == "train" and self.train_hub is not None else self.hub
+        if hub is None:
+            raise UsageError(f"task '{self.name}' has no hub source; pass --data-dir (or set BENCH_DATA_DIR)")
+        rows = load_hub(hub, split)
+        for i, row in enumerate(rows):
+            missing = [f for f in required if f not in row]
+            if missing:
+                raise UsageError(
+                    f"hub dataset {hub.path} ({split}) row {i}: missing field(s) {', '.join(missing)} "
+                    f"after conversion; task '{self.name}' needs {', '.join(required)}"
+                )
+        return rows
 
 
 def read_jsonl(path: Path, required: Sequence[str] = ()) -> list[dict]:
@@ -138,8 +155,7 @@ def read_jsonl(path: Path, required: Sequence[str] = ()) -> list[dict]:
             missing = [f for f in required if f not in row]
             if missing:
                 raise UsageError(
-                    f"{path}:{lineno}: missing field(s) {', '.join(missing)}; "
-                    f"each row needs {', '.join(required)}"
+                    f"{path}:{lineno}: missing field(s) {', '.join(missing)}; each row needs {', '.join(required)}"
                 )
             rows.append(row)
     if not rows:
@@ -152,7 +168,7 @@ def load_hub(hub: HubSource, split: Split) -> list[dict]:  # pragma: no cover - 
     import datasets
 
     name = hub.train_split if split == "train" else hub.eval_split
-    ds = datasets.load_dataset(hub.path, hub.name, split=name)
+    ds = datasets.load_dataset(hub.path, hub.name, split=name, data_files=hub.data_files)
     rows = [dict(r) for r in ds]
     return [hub.convert(r) for r in rows] if hub.convert else rows
 
