@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="METHOD.FIELD=VALUE",
         help="override a method setting, e.g. --set neuroada.k=16 (repeatable)",
     )
+    what.add_argument(
+        "--train-per-task",
+        action="store_true",
+        help="train each task on its own train file (default: tasks sharing a training set, such as the "
+        "commonsense mixture or math_10k, train once and are evaluated one by one, as in the papers)",
+    )
     budget = run.add_argument_group("budget (identical for every method)")
     budget.add_argument("--preset", default="demo", help="budget preset: smoke, demo, default, paper (default: demo)")
     budget.add_argument("--max-steps", type=positive_int("--max-steps"), help="optimizer steps")
@@ -133,9 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ls.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"), help="count eval sizes in this data dir")
 
-    report = sub.add_parser("report", help="tables from a folder of records")
+    report = sub.add_parser("report", help="tables (md, tex, csv) and plots from a folder of records")
     report.add_argument("--records", default="results/runs", help="folder of records (default: results/runs)")
-    report.add_argument("--output", default=None, help="write the Markdown here as well as printing it")
+    report.add_argument("--out", default="results", help="writes OUT/tables/ and OUT/plots/ (default: results)")
+    report.add_argument("--no-plots", action="store_true", help="tables only")
+    report.add_argument("--output", default=None, help="write the printed Markdown to this file as well")
 
     try:
         from bench import micro
@@ -185,10 +193,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         command="python -m bench " + shlex.join(sys.argv[1:]),
         trust_remote_code=args.trust_remote_code,
         progress=not args.no_progress,
+        train_per_task=args.train_per_task,
     )
     print(f"{len(jobs)} job(s) -> {out}/", file=sys.stderr)
     outcomes = runner.run_sweep(jobs, force=args.force, rerun_failed=args.rerun_failed, progress=not args.no_progress)
-    paths = [job.record_path for job, _ in outcomes if job.record_path.exists()]
+    paths = [p for job, _ in outcomes for p in job.record_paths if p.exists()]
     frame = report.frame_of([(p, records.load(p)) for p in paths])
     print(report.summary_table(frame))
     statuses = [status for _, status in outcomes]
@@ -266,8 +275,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench import report
     from bench.records import write_atomic
 
-    text = report.markdown(args.records)
+    text, written = report.write_report(args.records, args.out, plots=not args.no_plots)
     print(text)
+    if written:
+        print(f"wrote {len(written)} files under {args.out}/ (tables/, plots/)", file=sys.stderr)
     if args.output:
         write_atomic(Path(args.output), text)
         print(f"wrote {args.output}", file=sys.stderr)

@@ -27,7 +27,7 @@ class Budget:
     micro_batch_size: int = 8
     """Examples per forward pass; gradient accumulation = batch_size / micro_batch_size."""
     max_length: int = 256
-    """Training sequences are truncated to this many tokens (prompt + answer)."""
+    """Training sequences are cut to this many tokens (prompt + answer), from the left so the answer stays."""
     warmup_ratio: float = 0.06
     """Linear warm-up as a fraction of max_steps (0.06: the official NeuroAda/LoReFT scripts)."""
     scheduler: Literal["linear", "cosine", "constant"] = "linear"

@@ -17,7 +17,7 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -50,14 +50,28 @@ class JobSpec:
     command: str
     trust_remote_code: bool = False
     progress: bool = True
+    eval_tasks: tuple[str, ...] = ()
+    """Tasks evaluated after training (default: ``task`` alone). Tasks that share a training
+    set (the commonsense mixture, math_10k) train once and are evaluated one by one."""
+    train_per_task: bool = False
+    """Train on each task's own train file instead of its suite's shared mixture."""
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self.eval_tasks) or (self.task,)
+
+    @property
+    def record_paths(self) -> list[Path]:
+        return [Path(self.output_dir) / records.record_name(self.label, t, self.seed) for t in self.tasks]
 
     @property
     def record_path(self) -> Path:
-        return Path(self.output_dir) / records.record_name(self.label, self.task, self.seed)
+        return self.record_paths[0]
 
     @property
     def title(self) -> str:
-        return f"{self.label} x {self.task} seed {self.seed}"
+        names = self.tasks if len(self.tasks) <= 3 else (*self.tasks[:2], f"+{len(self.tasks) - 2} more")
+        return f"{self.label} x {','.join(names)} seed {self.seed}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,7 +94,14 @@ def plan(
     command: str = "",
     trust_remote_code: bool = False,
     progress: bool = True,
+    train_per_task: bool = False,
 ) -> list[JobSpec]:
+    """Jobs for methods x task groups x seeds, after validating every name, config and file.
+
+    Tasks that share their training (same train file, hub source, encoding and model) form one
+    group, trained once per method and seed and evaluated task by task, as the papers do for the
+    commonsense mixture and math_10k; ``train_per_task`` gives each task its own training.
+    """
     import methods as method_registry
     import tasks as task_registry
     from bench import models
@@ -88,6 +109,11 @@ def plan(
     method_names = select_methods(methods_spec)
     selected_tasks = task_registry.select(tasks_spec)
     problems: list[str] = []
+    if train_per_task:
+        try:
+            selected_tasks = [task_registry.per_task_train(t) for t in selected_tasks]
+        except UsageError as err:
+            problems.append(f"--train-per-task: {err}")
     unknown = sorted(set(overrides) - set(method_names))
     if unknown:
         problems.append(f"--set names method(s) not in --methods: {', '.join(unknown)}; add them to --methods")
@@ -112,7 +138,8 @@ def plan(
     if problems:
         raise UsageError("; ".join(dict.fromkeys(problems)))
     jobs = []
-    for task in selected_tasks:
+    for group in group_by_training(selected_tasks, model):
+        task = group[0]
         for name in method_names:
             for seed in seeds:
                 jobs.append(
@@ -133,9 +160,31 @@ def plan(
                         command=command,
                         trust_remote_code=trust_remote_code,
                         progress=progress,
+                        eval_tasks=tuple(t.name for t in group),
+                        train_per_task=train_per_task,
                     )
                 )
     return jobs
+
+
+def group_by_training(selected: list, model: str | None) -> list[list]:
+    """Tasks in groups that can share one training run, in first-seen order."""
+
+    def key(task):
+        if task.generator is not None or task.train_file is None:
+            return ("alone", task.name)
+        return (task.train_file, task.train_hub, task.to_train, task.head, model or task.default_model)
+
+    groups: list[tuple[Any, list]] = []
+    for task in selected:
+        k = key(task)
+        for gk, members in groups:
+            if gk == k:
+                members.append(task)
+                break
+        else:
+            groups.append((k, [task]))
+    return [members for _, members in groups]
 
 
 def select_methods(spec: str) -> list[str]:
@@ -211,37 +260,50 @@ def head_parameter_names(model) -> list[str]:
     return [n for n, _ in model.named_parameters() if any(part in ("classifier", "score") for part in n.split("."))]
 
 
-def run_one(spec: JobSpec) -> RunRecord:
-    """Run one job in this process and write its record. Never raises for a failed job."""
+def job_tasks(spec: JobSpec):
+    """The job's training task and its evaluation tasks (per-task training applied)."""
+    import tasks as task_registry
+
+    names = spec.eval_tasks or (spec.task,)
+    selected = [task_registry.get(n) for n in names]
+    if spec.train_per_task:
+        selected = [task_registry.per_task_train(t) for t in selected]
+    return selected[0], selected
+
+
+def run_one(spec: JobSpec) -> list[RunRecord]:
+    """Run one job in this process: train once, then evaluate and record each of its tasks.
+
+    Never raises for a failed job: a failure becomes the status of every record it touches.
+    """
     import torch
 
     import methods as method_registry
-    import tasks as task_registry
     from bench import measure, models
     from bench.config import config_from_dict
     from bench.evaluate import evaluate
     from bench.train import Diverged, calibration_batches, encode_train, train
     from methods._base import count_parameters, trainable_count
 
-    task = task_registry.get(spec.task)
+    task, eval_tasks = job_tasks(spec)
     method = method_registry.get(spec.method)
     budget = Budget(**spec.budget)
     run = {
         **asdict(spec),
         "method_label": spec.label,
-        "task_version": task.version,
-        "suite": task.suite,
-        "kind": task.kind,
-        "protocol": task.protocol,
-        "primary_metric": task.primary_metric,
+        "train_task": task.name,
+        "train_file": task.train_file,
+        "trained_with": [t.name for t in eval_tasks],
         "started_at": _now(),
         **git_state(),
     }
-    for key in ("label", "output_dir", "progress"):
+    for key in ("label", "output_dir", "progress", "task", "eval_tasks"):
         run.pop(key)
-    result: dict[str, Any] = {"status": "failed", "error": None, "metrics": {}}
+    status: dict[str, Any] = {"status": "failed", "error": None}
+    train_result: dict[str, Any] = {}
     cost: dict[str, Any] = {}
     env: dict[str, Any] = {}
+    evaluations: dict[str, dict[str, Any]] = {}
     try:
         # -- setup: threads, seed, device ---------------------------------------------------
         if spec.threads:
@@ -255,7 +317,7 @@ def run_one(spec: JobSpec) -> RunRecord:
 
         # -- data -------------------------------------------------------------------------
         train_rows = task.load("train", spec.data_dir)
-        eval_rows = task.load("eval", spec.data_dir)[: budget.eval_limit]
+        eval_rows = {t.name: t.load("eval", spec.data_dir)[: budget.eval_limit] for t in eval_tasks}
 
         # -- model and method -------------------------------------------------------------
         model, tokenizer = models.load(
@@ -314,7 +376,7 @@ def run_one(spec: JobSpec) -> RunRecord:
             warmup_steps=stats.warmup_steps,
             tokens_seen=stats.tokens_seen,
         )
-        result.update(
+        train_result.update(
             final_loss=stats.final_loss,
             losses=stats.losses,
             n_train_examples=len(examples),
@@ -323,44 +385,78 @@ def run_one(spec: JobSpec) -> RunRecord:
         cost["memory_train"] = {"peak_rss_mb": measure.peak_rss_mb(), **measure.cuda_peaks()}
         del optimizer
 
-        # -- merge, then evaluate the merged model (what a user deploys) --------------------
+        # -- merge, then evaluate the merged model (what a user deploys) on each task --------
         model = method.merge(model)
-        with measure.Timer() as timer:
-            ev = evaluate(
-                task,
-                model,
-                tokenizer,
-                eval_rows,
-                batch_size=budget.eval_batch_size,
-                device=device,
-                progress=spec.progress,
-            )
+        for eval_task in eval_tasks:
+            try:
+                with measure.Timer() as timer:
+                    ev = evaluate(
+                        eval_task,
+                        model,
+                        tokenizer,
+                        eval_rows[eval_task.name],
+                        batch_size=budget.eval_batch_size,
+                        device=device,
+                        progress=spec.progress,
+                    )
+                evaluations[eval_task.name] = {
+                    "result": {
+                        "status": "ok",
+                        "error": None,
+                        "metrics": ev.metrics,
+                        "n_eval": ev.n_items,
+                        "samples": ev.samples,
+                        "evaluated": "merged",
+                    },
+                    "cost": {
+                        "eval_seconds": timer.seconds,
+                        "eval_samples_per_s": ev.n_items / timer.seconds if timer.seconds else None,
+                    },
+                }
+            except Exception as err:  # one task's evaluation failing does not sink the others
+                evaluations[eval_task.name] = {
+                    "result": {"status": "failed", "error": f"{type(err).__name__}: {err}", "metrics": {}},
+                    "cost": {},
+                    "traceback": traceback.format_exc(limit=8),
+                }
         if sampler:
             sampler.__exit__(None, None, None)
             cost["memory_nvml"] = sampler.summary()
-        cost.update(
-            eval_seconds=timer.seconds, eval_samples_per_s=ev.n_items / timer.seconds if timer.seconds else None
-        )
-        result.update(
-            status="ok",
-            metrics=ev.metrics,
-            primary_metric=task.primary_metric,
-            n_eval=ev.n_items,
-            samples=ev.samples,
-            evaluated="merged",
-        )
+        status.update(status="ok")
     except Diverged as err:
-        result.update(status="diverged", error=str(err))
+        status.update(status="diverged", error=str(err))
     except KeyboardInterrupt:
-        result.update(status="canceled", error="interrupted (Ctrl-C)")
+        status.update(status="canceled", error="interrupted (Ctrl-C)")
     except Exception as err:  # a failed job becomes a record; the sweep goes on
-        result.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=8))
+        status.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=8))
     finally:
         run["finished_at"] = _now()
         cost["peak_memory_mb"] = measure_peak(cost)
-        record = RunRecord(run=run, result=result, cost=cost, env=env)
-        records.save(record, spec.output_dir)
-    return record
+        out = []
+        for t in eval_tasks:
+            task_run = {
+                **run,
+                "task": t.name,
+                "task_version": t.version,
+                "suite": t.suite,
+                "kind": t.kind,
+                "protocol": t.protocol,
+                "primary_metric": t.primary_metric,
+                "contaminated_by": list(getattr(t, "contaminated_by", ()) or ()),
+            }
+            evaluation = evaluations.get(t.name)
+            if status["status"] == "ok" and evaluation is not None:
+                result = {**train_result, **evaluation["result"], "primary_metric": t.primary_metric}
+                if "traceback" in evaluation:
+                    result["traceback"] = evaluation["traceback"]
+                task_cost = {**cost, **evaluation["cost"]}
+            else:
+                result = {**train_result, **status, "metrics": {}, "primary_metric": t.primary_metric}
+                task_cost = dict(cost)
+            record = RunRecord(run=task_run, result=result, cost=task_cost, env=env)
+            records.save(record, spec.output_dir)
+            out.append(record)
+    return out
 
 
 def measure_peak(cost: dict[str, Any]) -> float:
@@ -394,7 +490,7 @@ class Locked(RuntimeError):
 
 @contextlib.contextmanager
 def job_lock(job: JobSpec) -> Iterator[None]:
-    """An exclusive, non-blocking lock per record, so two sweeps never run the same job.
+    """Exclusive, non-blocking locks on the job's records, so two sweeps never run the same job.
 
     ``flock`` locks die with their process, so a SIGKILLed sweep leaves no stale lock behind.
     """
@@ -402,44 +498,47 @@ def job_lock(job: JobSpec) -> Iterator[None]:
 
     lock_dir = Path(job.output_dir) / ".locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / (job.record_path.name + ".lock"), "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise Locked(job.title) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with contextlib.ExitStack() as stack:
+        for path in sorted(job.record_paths):
+            fh = stack.enter_context(open(lock_dir / (path.name + ".lock"), "w"))
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise Locked(job.title) from None
+        yield
 
 
-def should_run(job: JobSpec, *, force: bool, rerun_failed: bool) -> tuple[bool, str | None]:
-    """Whether to run ``job`` given its existing record: (run?, existing status)."""
-    status = existing_status(job.record_path)
-    if status is None or force:
-        return True, status
-    return (status != "ok" and rerun_failed), status
+def should_run(job: JobSpec, *, force: bool, rerun_failed: bool) -> tuple[tuple[str, ...], dict[str, str | None]]:
+    """The job's tasks that need running given their records, and the existing statuses."""
+    statuses = {t: existing_status(p) for t, p in zip(job.tasks, job.record_paths, strict=True)}
+    if force:
+        return job.tasks, statuses
+    todo = tuple(t for t, st in statuses.items() if st is None or (st != "ok" and rerun_failed))
+    return todo, statuses
 
 
 def run_sweep(
     jobs: list[JobSpec], *, force: bool = False, rerun_failed: bool = False, progress: bool = True
 ) -> list[tuple[JobSpec, str]]:
-    """Run ``jobs`` one after another; returns (job, status) for each, including skipped ones.
+    """Run ``jobs`` one after another; returns (job, status) per job, including skipped ones.
 
-    Resuming: a job whose record exists is skipped (``rerun_failed``: unless it did not finish
-    ``ok``; ``force``: always rerun). A missing or unreadable record is always rerun.
+    Resuming: a task whose record exists is skipped (``rerun_failed``: unless it did not finish
+    ``ok``; ``force``: always rerun). A missing or unreadable record is always rerun. A job
+    whose group has some tasks done trains again and evaluates only the others.
     """
     from tqdm.auto import tqdm
 
     outcomes: list[tuple[JobSpec, str]] = []
     bar = tqdm(jobs, desc="sweep", unit="job", disable=not progress, dynamic_ncols=True, file=sys.stderr)
     for job in bar:
-        run, existing = should_run(job, force=force, rerun_failed=rerun_failed)
-        if not run:
-            hint = "--rerun-failed or --force" if existing != "ok" else "--force"
+        todo, statuses = should_run(job, force=force, rerun_failed=rerun_failed)
+        if not todo:
+            existing = ",".join(sorted({str(s) for s in statuses.values()}))
+            hint = "--force" if existing == "ok" else "--rerun-failed or --force"
             tqdm.write(f"skip     {job.title}: record exists ({existing}); {hint} to rerun", file=sys.stderr)
             outcomes.append((job, f"skipped ({existing})"))
             continue
+        job = replace(job, eval_tasks=todo)
         bar.set_postfix_str(job.title)
         started = time.time()
         try:
@@ -457,18 +556,22 @@ def run_sweep(
     return outcomes
 
 
-def _fallback_record(job: JobSpec, status: str, error: str) -> None:
-    run = {**asdict(job), "method_label": job.label, "finished_at": _now()}
-    for key in ("label", "output_dir", "progress"):
-        run.pop(key)
-    records.save(RunRecord(run=run, result={"status": status, "error": error, "metrics": {}}), job.output_dir)
+def _fallback_records(job: JobSpec, status: str, error: str, started: float) -> None:
+    """Records for the job's tasks that the job process did not write itself."""
+    for task, path in zip(job.tasks, job.record_paths, strict=True):
+        if path.exists() and path.stat().st_mtime >= started - 1 and existing_status(path):
+            continue
+        run = {**asdict(job), "task": task, "method_label": job.label, "finished_at": _now()}
+        for key in ("label", "output_dir", "progress", "eval_tasks"):
+            run.pop(key)
+        records.save(RunRecord(run=run, result={"status": status, "error": error, "metrics": {}}), job.output_dir)
 
 
 def run_in_subprocess(job: JobSpec) -> str:
-    """Run ``job`` in a fresh Python process and return its status.
+    """Run ``job`` in a fresh Python process and return its worst status.
 
-    The job writes its own record. If it dies without one (killed, out of memory, interrupted
-    before its first line ran), a ``failed`` or ``canceled`` record says so.
+    The job writes its own records. If it dies without them (killed, out of memory,
+    interrupted before its first line ran), ``failed`` or ``canceled`` records say so.
     """
     started = time.time()
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
@@ -483,19 +586,20 @@ def run_in_subprocess(job: JobSpec) -> str:
         except (KeyboardInterrupt, subprocess.TimeoutExpired):
             proc.kill()
             proc.wait()
-    path = job.record_path
-    if path.exists() and path.stat().st_mtime >= started - 1:
-        status = existing_status(path)
-        if status:
-            return status
     if interrupted or proc.returncode in (EXIT_CODES["canceled"], -signal.SIGINT):
-        _fallback_record(job, "canceled", "interrupted before the job could record itself")
-        return "canceled"
-    reason = f"job process exited with code {proc.returncode}"
-    if proc.returncode and proc.returncode < 0:
-        reason += f" (killed by signal {-proc.returncode}; out of memory?)"
-    _fallback_record(job, "failed", reason)
-    return "failed"
+        _fallback_records(job, "canceled", "interrupted before the job could record itself", started)
+    else:
+        reason = f"job process exited with code {proc.returncode}"
+        if proc.returncode and proc.returncode < 0:
+            reason += f" (killed by signal {-proc.returncode}; out of memory?)"
+        _fallback_records(job, "failed", reason, started)
+    return worst_status(existing_status(p) or "failed" for p in job.record_paths)
+
+
+def worst_status(statuses) -> str:
+    order = ("canceled", "failed", "diverged", "ok")
+    found = set(statuses)
+    return next((s for s in order if s in found), "failed")
 
 
 def _sigterm_as_interrupt(signum, frame) -> None:
@@ -505,9 +609,11 @@ def _sigterm_as_interrupt(signum, frame) -> None:
 def main() -> int:
     """Entry point of a job's subprocess: read a JobSpec as JSON on stdin, run it."""
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    spec = JobSpec(**json.loads(sys.stdin.read()))
-    record = run_one(spec)
-    return EXIT_CODES.get(record.status, 1)
+    data = json.loads(sys.stdin.read())
+    data["eval_tasks"] = tuple(data.get("eval_tasks") or ())
+    spec = JobSpec(**data)
+    out = run_one(spec)
+    return EXIT_CODES.get(worst_status(r.status for r in out), 1)
 
 
 if __name__ == "__main__":

@@ -32,14 +32,16 @@ class Diverged(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 def encode_causal(tokenizer, prompt: str, target: str, max_length: int, train_on_inputs: bool) -> dict:
     """``prompt + target + eos`` as ids, with labels masked on the prompt (LLM-Adapters' way:
-    the full text is tokenized once and the prompt's own tokenization gives its length)."""
+    the full text is tokenized once and the prompt's own tokenization gives its length).
+
+    Too long an example is truncated from the left, so its answer is always trained on (cutting
+    the right end, as LLM-Adapters does, can leave no target token and a NaN loss)."""
     full = tokenizer(prompt + target, add_special_tokens=True)["input_ids"]
     n_prompt = len(tokenizer(prompt, add_special_tokens=True)["input_ids"])
     if tokenizer.eos_token_id is not None:
         full = full + [tokenizer.eos_token_id]
-    full = full[:max_length]
-    labels = list(full) if train_on_inputs else [IGNORE] * min(n_prompt, len(full)) + full[n_prompt:]
-    return {"input_ids": full, "labels": labels}
+    labels = list(full) if train_on_inputs else [IGNORE] * n_prompt + full[n_prompt:]
+    return {"input_ids": full[-max_length:], "labels": labels[-max_length:]}
 
 
 def encode_pair(tokenizer, text: str, text_pair: str | None, label: float | int, max_length: int) -> dict:

@@ -31,6 +31,16 @@ get = TASKS.get
 names = TASKS.names
 
 
+def per_task_train(task: TaskConfig) -> TaskConfig:
+    """``task`` trained on its own train file instead of its suite's shared mixture (where it has
+    one); tasks that already train per task are returned unchanged."""
+    if task.suite == "commonsense":
+        return commonsense.per_task_train(task)
+    if task.suite == "arithmetic":
+        return arithmetic.per_task_train(task)
+    return task
+
+
 def suites() -> dict[str, list[str]]:
     """Suite name -> its task names, in registration order."""
     out: dict[str, list[str]] = {}

@@ -1,0 +1,71 @@
+"""Planning: names resolved, tasks grouped by shared training, records named per task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import runner
+from bench.config import budget_for
+from bench.errors import UsageError
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def plan(tasks: str, **kw):
+    args = dict(
+        methods_spec="lora,full_ft",
+        tasks_spec=tasks,
+        seeds=[0, 1],
+        model=None,
+        budget=budget_for("smoke"),
+        preset="smoke",
+        smoke=True,
+        overrides={},
+        data_dir=None,
+        output_dir="/tmp/unused",
+        threads=1,
+        device="cpu",
+    )
+    args.update(kw)
+    return runner.plan(**args)
+
+
+def test_tasks_sharing_a_training_set_train_once():
+    jobs = plan("boolq,piqa,glue_sst2,glue_rte")
+    groups = {j.tasks for j in jobs}
+    assert groups == {("boolq", "piqa"), ("glue_sst2",), ("glue_rte",)}
+    assert len(jobs) == 3 * 2 * 2  # groups x methods x seeds
+    mixed = next(j for j in jobs if j.tasks == ("boolq", "piqa"))
+    assert [p.name for p in mixed.record_paths] == [
+        f"{mixed.label}--boolq--seed{mixed.seed}.json",
+        f"{mixed.label}--piqa--seed{mixed.seed}.json",
+    ]
+
+
+def test_train_per_task_splits_groups():
+    jobs = plan("boolq,piqa", train_per_task=True)
+    assert {j.tasks for j in jobs} == {("boolq",), ("piqa",)}
+
+
+def test_train_per_task_without_a_train_file_is_an_error():
+    with pytest.raises(UsageError, match="svamp"):
+        plan("svamp", train_per_task=True)
+
+
+def test_every_job_has_the_same_budget():
+    jobs = plan("toy")
+    assert len({str(j.budget) for j in jobs}) == 1
+    assert {j.method_config["lr"] for j in jobs if j.method == "lora"} != {
+        j.method_config["lr"] for j in jobs if j.method == "full_ft"
+    }
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data not found at {DATA}")
+def test_data_dir_is_checked_for_every_task(tmp_path):
+    (tmp_path / "glue_sst2").mkdir()
+    (tmp_path / "glue_sst2" / "eval.jsonl").write_text('{"sentence": "a", "label": 0}\n')
+    with pytest.raises(UsageError, match="no train file for task 'glue_sst2'"):
+        plan("glue_sst2", data_dir=str(tmp_path))
+    assert plan("glue_sst2", data_dir=str(DATA))
