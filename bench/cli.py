@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train each task on its own train file (default: tasks sharing a training set, such as the "
         "commonsense mixture or math_10k, train once and are evaluated one by one, as in the papers)",
     )
+    what.add_argument(
+        "--evaluator",
+        choices=["native", "lm-eval"],
+        default="native",
+        help="score with our batched evaluator (default) or with lm-evaluation-harness on the merged model",
+    )
     budget = run.add_argument_group("budget (identical for every method)")
     budget.add_argument("--preset", default="demo", help="budget preset: smoke, demo, default, paper (default: demo)")
     budget.add_argument("--max-steps", type=positive_int("--max-steps"), help="optimizer steps")
@@ -194,6 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code,
         progress=not args.no_progress,
         train_per_task=args.train_per_task,
+        evaluator=args.evaluator,
     )
     print(f"{len(jobs)} job(s) -> {out}/", file=sys.stderr)
     outcomes = runner.run_sweep(jobs, force=args.force, rerun_failed=args.rerun_failed, progress=not args.no_progress)

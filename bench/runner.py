@@ -55,6 +55,8 @@ class JobSpec:
     set (the commonsense mixture, math_10k) train once and are evaluated one by one."""
     train_per_task: bool = False
     """Train on each task's own train file instead of its suite's shared mixture."""
+    evaluator: str = "native"
+    """``native`` (bench.evaluate) or ``lm-eval`` (lm-evaluation-harness on the merged model)."""
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -95,6 +97,7 @@ def plan(
     trust_remote_code: bool = False,
     progress: bool = True,
     train_per_task: bool = False,
+    evaluator: str = "native",
 ) -> list[JobSpec]:
     """Jobs for methods x task groups x seeds, after validating every name, config and file.
 
@@ -162,6 +165,7 @@ def plan(
                         progress=progress,
                         eval_tasks=tuple(t.name for t in group),
                         train_per_task=train_per_task,
+                        evaluator=evaluator,
                     )
                 )
     return jobs
@@ -387,6 +391,8 @@ def run_one(spec: JobSpec) -> list[RunRecord]:
 
         # -- merge, then evaluate the merged model (what a user deploys) on each task --------
         model = method.merge(model)
+        if spec.evaluator == "lm-eval":
+            from bench.lm_eval_bridge import evaluate
         for eval_task in eval_tasks:
             try:
                 with measure.Timer() as timer:
@@ -407,6 +413,7 @@ def run_one(spec: JobSpec) -> list[RunRecord]:
                         "n_eval": ev.n_items,
                         "samples": ev.samples,
                         "evaluated": "merged",
+                        "evaluator": spec.evaluator,
                     },
                     "cost": {
                         "eval_seconds": timer.seconds,
