@@ -1,5 +1,5 @@
-"""Measurement: peak memory (process RSS on CPU; torch allocator and pynvml on CUDA),
-parameter counts, and the environment of a run.
+"""Measurement: peak memory (process RSS on CPU; torch allocator and pynvml on CUDA), an exact
+byte breakdown of one training step, parameter counts, and the environment of a run.
 
 Written here rather than taken from a library because the numbers must be taken the same way
 for every method: per job (each job is a fresh process), with the same sources, and with a
@@ -8,48 +8,113 @@ recorded reason whenever a source is unavailable instead of a crash.
 
 from __future__ import annotations
 
+import copy
+import gc
 import os
 import platform
 import resource
 import sys
 import threading
 import time
+import warnings
+from collections.abc import Callable, Iterable
 from importlib import metadata
 from typing import Any
 
 import torch
+from torch import nn
 
 PACKAGES = ("torch", "transformers", "peft", "datasets", "lm_eval", "accelerate", "safetensors", "numpy")
+MiB = 2**20
+
+
+# ---------------------------------------------------------------------------------------------
+# Process memory (CPU)
+# ---------------------------------------------------------------------------------------------
+def _proc_status_kib(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (Linux only), e.g. ``VmHWM``; None elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB (Linux reports ru_maxrss in KiB)."""
-    scale = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+    """Peak resident set size of this process in MiB.
+
+    Linux: ``VmHWM`` (which :func:`reset_peak_rss` can lower), else ``ru_maxrss``. ``ru_maxrss``
+    is KiB on Linux and bytes on macOS.
+    """
+    hwm = _proc_status_kib("VmHWM")
+    if hwm is not None:
+        return hwm / 1024
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / MiB
 
 
-def cuda_reset() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+def rss_mb() -> float | None:
+    """Current resident set size in MiB (Linux ``VmRSS``); None where it cannot be read."""
+    kib = _proc_status_kib("VmRSS")
+    return None if kib is None else kib / 1024
 
 
-def cuda_peaks() -> dict[str, float]:
-    """torch allocator peaks in MiB since the last :func:`cuda_reset` (empty without CUDA)."""
-    if not torch.cuda.is_available():
+def reset_peak_rss() -> bool:
+    """Lower the peak RSS (``VmHWM``) to the current RSS, like :func:`cuda_reset` for the GPU.
+
+    Linux >= 4.0 only (``echo 5 > /proc/self/clear_refs``); returns False where that is not
+    possible, in which case :func:`peak_rss_mb` still counts everything since the process began.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+        return _proc_status_kib("VmHWM") is not None
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA: torch allocator peaks
+# ---------------------------------------------------------------------------------------------
+def _cuda_in_use() -> bool:
+    """CUDA is present *and* this process has used it (a CPU job never creates a context)."""
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
+def cuda_reset(device: torch.device | int | None = None) -> None:
+    """Zero the allocator's peak counters (a no-op unless this process uses CUDA)."""
+    if _cuda_in_use():
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def cuda_peaks(device: torch.device | int | None = None) -> dict[str, float]:
+    """torch allocator peaks in MiB since the last :func:`cuda_reset`; empty unless CUDA is in use."""
+    if not _cuda_in_use():
         return {}
-    torch.cuda.synchronize()
+    torch.cuda.synchronize(device)
     return {
-        "torch_max_allocated_mb": torch.cuda.max_memory_allocated() / 2**20,
-        "torch_max_reserved_mb": torch.cuda.max_memory_reserved() / 2**20,
+        "torch_max_allocated_mb": torch.cuda.max_memory_allocated(device) / MiB,
+        "torch_max_reserved_mb": torch.cuda.max_memory_reserved(device) / MiB,
     }
 
 
+# ---------------------------------------------------------------------------------------------
+# CUDA: device memory sampled with pynvml
+# ---------------------------------------------------------------------------------------------
 class NvmlSampler:
     """Samples the GPU's device-used memory (pynvml) in a background thread.
 
-    ``baseline_mb`` is read at construction, before the model loads; results are reported
-    net of it. Without pynvml, a driver or a GPU, ``reason`` says why and nothing is sampled.
+    ``baseline_mb`` is read at construction: construct it before the model loads (after the
+    CUDA context exists, which :func:`environment` creates), and results are reported net of it.
+    Samples every ``interval_s``, so spikes shorter than that can be missed; the torch figures
+    from :func:`cuda_peaks` are exact for tensors. NVML sees the whole device: ``other_processes``
+    (checked at start and at exit) says whether another process shared it, which would make the
+    NVML figures wrong. Without pynvml, a driver or a GPU, ``reason`` says why and nothing is
+    sampled; no pynvml failure ever raises.
     """
 
     def __init__(self, device_index: int = 0, interval_s: float = 0.05) -> None:
@@ -59,41 +124,102 @@ class NvmlSampler:
         self.baseline_mb: float | None = None
         self.gpu_name: str | None = None
         self.driver: str | None = None
+        self.matched_by: str | None = None
+        """How the torch device was found in NVML: ``uuid`` (exact) or ``index`` (assumes no
+        ``CUDA_VISIBLE_DEVICES`` remapping)."""
         self.other_processes: bool | None = None
-        self._handle = None
+        self.notes: list[str] = []
+        self._nvml: Any = None
+        self._handle: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            self._nvml = pynvml
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
-            self.gpu_name = _text(pynvml.nvmlDeviceGetName(self._handle))
-            self.driver = _text(pynvml.nvmlSystemGetDriverVersion())
-            self.baseline_mb = self._used_mb()
-            procs = pynvml.nvmlDeviceGetComputeRunningProcesses(self._handle)
-            self.other_processes = any(p.pid != os.getpid() for p in procs)
+            with warnings.catch_warnings():  # the deprecated `pynvml` shim warns on import
+                warnings.simplefilter("ignore")
+                import pynvml
         except ImportError:
             self.reason = "pynvml not installed (pip install nvidia-ml-py)"
-        except Exception as err:  # NVMLError_LibraryNotFound, NVMLError_DriverNotLoaded, no GPU...
+            return
+        try:
+            pynvml.nvmlInit()
+        except Exception as err:  # NVMLError_LibraryNotFound, NVMLError_DriverNotLoaded, ...
             self.reason = f"pynvml unavailable: {type(err).__name__}: {err}"
+            return
+        self._nvml = pynvml
+        try:
+            self._handle = self._find_handle(device_index)
+            self.baseline_mb = self._used_mb()
+        except Exception as err:  # no such GPU, MIG without access, ...
+            self.reason = f"pynvml cannot read GPU {device_index}: {type(err).__name__}: {err}"
             self._handle = None
+            self._shutdown()
+            return
+        # Descriptive extras: a failure here is noted, never fatal to the memory readings.
+        self.gpu_name = self._optional("name", lambda: _text(pynvml.nvmlDeviceGetName(self._handle)))
+        self.driver = self._optional("driver", lambda: _text(pynvml.nvmlSystemGetDriverVersion()))
+        self.other_processes = self._optional("processes", self._others_present)
+
+    def _find_handle(self, device_index: int) -> Any:
+        # NVML numbers GPUs physically and ignores CUDA_VISIBLE_DEVICES; torch's uuid is exact.
+        uuid = None
+        if torch.cuda.is_available():
+            try:
+                uuid = getattr(torch.cuda.get_device_properties(device_index), "uuid", None)
+            except Exception:  # noqa: BLE001 - fall back to the index
+                uuid = None
+        if uuid is not None:
+            text = str(uuid)
+            text = text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}"  # NVML's spelling
+            try:
+                handle = self._nvml.nvmlDeviceGetHandleByUUID(text.encode())
+                self.matched_by = "uuid"
+                return handle
+            except Exception as err:  # MIG instances have MIG- uuids; fall back
+                self.notes.append(f"uuid lookup failed ({type(err).__name__}); matched by index")
+        self.matched_by = "index"
+        return self._nvml.nvmlDeviceGetHandleByIndex(device_index)
+
+    def _optional(self, what: str, read: Callable[[], Any]) -> Any:
+        try:
+            return read()
+        except Exception as err:
+            self.notes.append(f"{what}: {type(err).__name__}: {err}")
+            return None
+
+    def _others_present(self) -> bool:
+        # In a container the PIDs NVML reports are the host's, so ours may not be among them:
+        # then every listed process counts, ours included, and the answer can be a false alarm.
+        pids = {p.pid for p in self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle)}
+        mine = os.getpid()
+        if pids and mine not in pids:
+            self.notes.append(
+                "this process is not in NVML's process list (PID namespace?); other_processes may be a false alarm"
+            )
+            return len(pids) > 1
+        return bool(pids - {mine})
 
     def _used_mb(self) -> float:
-        return self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used / 2**20
+        return self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used / MiB
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
                 self.samples.append(self._used_mb())
             except Exception as err:  # a driver hiccup must not kill the job
-                self.reason = f"sampling stopped: {err}"
+                self.reason = f"sampling stopped after {len(self.samples)} samples: {type(err).__name__}: {err}"
                 return
             self._stop.wait(self.interval_s)
 
+    def _shutdown(self) -> None:
+        if self._nvml is not None:
+            try:
+                self._nvml.nvmlShutdown()
+            except Exception:  # noqa: BLE001 - nothing useful to do
+                pass
+            self._nvml = None
+
     def __enter__(self) -> NvmlSampler:
-        if self._handle is not None:
+        if self._handle is not None and self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="nvml-sampler", daemon=True)
             self._thread.start()
         return self
@@ -102,27 +228,238 @@ class NvmlSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+            if self._thread.is_alive():
+                self.notes.append("sampler thread did not stop within 2 s")
+        if self._handle is not None and self._nvml is not None:
+            later = self._optional("processes", self._others_present)
+            if later:
+                self.other_processes = True
+            self._handle = None
+            self._shutdown()
 
     def summary(self) -> dict[str, Any]:
+        """``nvml_max_mb`` and ``nvml_p99_mb`` net of the baseline, or ``nvml_reason``."""
         if not self.samples or self.baseline_mb is None:
-            return {"nvml_reason": self.reason or "no samples taken"}
+            out: dict[str, Any] = {"nvml_reason": self.reason or "no samples taken (sampler never entered?)"}
+            if self.notes:
+                out["nvml_notes"] = list(dict.fromkeys(self.notes))
+            return out
         ordered = sorted(self.samples)
-        p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-        return {
+        p99 = ordered[max(0, -(-99 * len(ordered) // 100) - 1)]  # nearest-rank 99th percentile
+        out = {
             "nvml_max_mb": ordered[-1] - self.baseline_mb,
             "nvml_p99_mb": p99 - self.baseline_mb,
             "nvml_baseline_mb": self.baseline_mb,
             "nvml_samples": len(ordered),
+            "nvml_interval_s": self.interval_s,
+            "nvml_matched_by": self.matched_by,
             "gpu_name": self.gpu_name,
             "driver": self.driver,
             "other_processes": self.other_processes,
         }
+        if self.reason:
+            out["nvml_reason"] = self.reason
+        if self.notes:
+            out["nvml_notes"] = list(dict.fromkeys(self.notes))
+        return out
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+# ---------------------------------------------------------------------------------------------
+# Exact bytes of one training step
+# ---------------------------------------------------------------------------------------------
+def _storage_key(t: torch.Tensor) -> tuple[str, int] | None:
+    """Identity of ``t``'s storage (views share it), or None for storage-less tensors."""
+    try:
+        storage = t.untyped_storage()
+    except (RuntimeError, NotImplementedError):  # e.g. sparse or wrapper subclasses
+        return None
+    if storage.nbytes() == 0:
+        return None
+    return (str(storage.device), storage.data_ptr())
+
+
+def _storage_bytes(t: torch.Tensor) -> int:
+    try:
+        return t.untyped_storage().nbytes()
+    except (RuntimeError, NotImplementedError):
+        return t.numel() * t.element_size()
+
+
+def tensor_bytes(tensors: Iterable[torch.Tensor], *, exclude: set | None = None) -> int:
+    """Bytes of the distinct storages behind ``tensors`` (views and repeats counted once).
+
+    A view keeps its whole storage alive, so the storage's size is what counts. Storages in
+    ``exclude`` (keys from the same counting) are skipped.
+    """
+    seen: set = set(exclude or ())
+    total = 0
+    for t in tensors:
+        key = _storage_key(t)
+        if key is None:  # no countable storage: fall back to the tensor's own size
+            total += t.numel() * t.element_size()
+            continue
+        if key in seen:
+            continue
+        seen.add(key)
+        total += _storage_bytes(t)
+    return total
+
+
+def _keys(tensors: Iterable[torch.Tensor]) -> set:
+    return {k for k in map(_storage_key, tensors) if k is not None}
+
+
+def _tensors_in(obj: Any) -> list[torch.Tensor]:
+    """Every tensor inside nested dicts, lists and tuples (optimizer state)."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in _tensors_in(v)]
+    if isinstance(obj, (list, tuple)):
+        return [t for v in obj for t in _tensors_in(v)]
+    return []
+
+
+def _shapes(batch: Any) -> Any:
+    if isinstance(batch, dict):
+        return {k: list(v.shape) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    return [list(t.shape) for t in _tensors_in(batch)]
+
+
+def _default_loss(model: nn.Module, batch: Any) -> torch.Tensor:
+    out = model(**batch) if isinstance(batch, dict) else model(*batch)
+    return out.loss if hasattr(out, "loss") else out
+
+
+def breakdown(
+    model: nn.Module,
+    make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
+    batch: Any,
+    loss_fn: Callable[[nn.Module, Any], torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """Exact bytes of one training step (forward, backward, ``optimizer.step()``), in bytes.
+
+    Harmless by construction: the step runs on a deep copy of ``model`` with a fresh optimizer
+    from ``make_optimizer(copy)``, under a forked RNG (dropout in the copy does not move the
+    job's random stream); the copy is freed afterwards and, on CUDA, the allocator cache emptied.
+    ``model``, its gradients and the RNG are untouched. Call it before the peaks are reset
+    (:func:`cuda_reset`, :func:`reset_peak_rss`): the copy costs one more model's memory.
+
+    ``batch``: one micro-batch on the model's device (a dict is passed as ``model(**batch)``);
+    ``loss_fn(model, batch)`` defaults to ``model(**batch).loss``. The copy is put in train mode,
+    as the training loop does. Keys (ints, bytes; every storage counted once):
+
+    - ``param_bytes``: all parameters; ``trainable_param_bytes``: those with ``requires_grad``;
+      ``buffer_bytes``: buffers (e.g. NeuroAda's indices);
+    - ``grad_bytes``: parameter gradients after ``backward``;
+    - ``optimizer_state_bytes``: tensors in ``optimizer.state`` after one ``step`` (AdamW: two
+      moments plus a 4-byte ``step`` per parameter);
+    - ``saved_bytes``: tensors autograd saved for backward during the forward pass (and the loss),
+      split into ``saved_param_bytes`` (parameters and buffers, e.g. a frozen weight that
+      ``F.linear`` saves: not new memory), ``saved_input_bytes`` (the batch's own tensors) and
+      ``saved_activation_bytes`` (the rest: memory the forward pass adds);
+    - ``total_bytes``: params + buffers + grads + optimizer state + saved inputs and activations,
+      a lower bound of a step's resident tensors (no transient workspace or allocator slack).
+
+    Limitation: under non-reentrant gradient checkpointing, tensors the checkpoint keeps by
+    reference are not seen by ``saved_tensors_hooks``; recomputed activations never are.
+    """
+    loss_fn = loss_fn or _default_loss
+    devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    batch_tensors = _tensors_in(batch)
+    with torch.random.fork_rng(devices=devices):
+        clone = copy.deepcopy(model)
+        done = False
+        try:
+            clone.train()
+            for p in clone.parameters():
+                p.grad = None
+            params = list(clone.parameters())
+            buffers = list(clone.buffers())
+            trainable = [p for p in params if p.requires_grad]
+            state_keys = _keys(params) | _keys(buffers)
+            input_keys = _keys(batch_tensors)
+            saved: list[torch.Tensor] = []
+
+            def pack(t: torch.Tensor) -> torch.Tensor:
+                saved.append(t)
+                return t
+
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                loss = loss_fn(clone, batch)
+            saved_param = [t for t in saved if _storage_key(t) in state_keys]
+            saved_input = [t for t in saved if _storage_key(t) in input_keys - state_keys]
+            saved_param_bytes = tensor_bytes(saved_param)
+            saved_input_bytes = tensor_bytes(saved_input)
+            saved_activation_bytes = tensor_bytes(saved, exclude=state_keys | input_keys)
+            saved_bytes = tensor_bytes(saved)
+            saved.clear()  # drop our references before backward frees the graph's
+            del saved_param, saved_input
+            loss.backward()
+            del loss
+            grad_bytes = tensor_bytes(p.grad for p in params if p.grad is not None)
+            optimizer = make_optimizer(clone)
+            optimizer.step()
+            optimizer_state_bytes = tensor_bytes(
+                [t for state in optimizer.state.values() for t in _tensors_in(state)], exclude=state_keys
+            )
+            out = {
+                "param_bytes": tensor_bytes(params),
+                "trainable_param_bytes": tensor_bytes(trainable),
+                "buffer_bytes": tensor_bytes(buffers, exclude=_keys(params)),
+                "grad_bytes": grad_bytes,
+                "optimizer_state_bytes": optimizer_state_bytes,
+                "saved_bytes": saved_bytes,
+                "saved_param_bytes": saved_param_bytes,
+                "saved_input_bytes": saved_input_bytes,
+                "saved_activation_bytes": saved_activation_bytes,
+                "optimizer": type(optimizer).__name__,
+                "batch_shape": _shapes(batch),
+            }
+            out["total_bytes"] = (
+                out["param_bytes"]
+                + out["buffer_bytes"]
+                + grad_bytes
+                + optimizer_state_bytes
+                + saved_input_bytes
+                + saved_activation_bytes
+            )
+            del optimizer, params, buffers, trainable
+            done = True
+        finally:
+            del clone
+            if not done:  # a graph never run backward keeps cycles (output -> grad_fn -> output)
+                gc.collect()
+            if devices:
+                torch.cuda.empty_cache()  # or max_memory_reserved keeps the copy's blocks
+    return out
+
+
+def breakdown_or_reason(
+    model: nn.Module,
+    make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
+    batch: Any,
+    loss_fn: Callable[[nn.Module, Any], torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """:func:`breakdown`, or ``{"reason": ...}`` if it fails: a measurement never fails a job."""
+    try:
+        return breakdown(model, make_optimizer, batch, loss_fn)
+    except Exception as err:  # e.g. a module that cannot be deep-copied, or out of memory
+        reason = f"breakdown failed: {type(err).__name__}: {err}"
+    # The traceback held the copy until here: free it now, or training inherits its memory.
+    gc.collect()
+    if _cuda_in_use():
+        torch.cuda.empty_cache()
+    return {"reason": reason}
+
+
+# ---------------------------------------------------------------------------------------------
+# Time and environment
+# ---------------------------------------------------------------------------------------------
 class Timer:
     """Wall-clock timer that synchronises CUDA so GPU work is counted where it happens."""
 
@@ -137,7 +474,7 @@ class Timer:
 
 
 def _sync() -> None:
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if _cuda_in_use():
         torch.cuda.synchronize()
 
 

@@ -9,7 +9,8 @@ File name: ``<method label>--<task>--seed<N>.json`` (``indent=2``, sorted keys).
             n_eval, n_train_examples, final_loss
 ``cost``    trainable_params, total_params, trainable_fraction, buffer_params (e.g. indices),
             peak_memory_mb (peak RSS of the job process; CUDA figures when on a GPU),
-            memory (per-source detail), train_seconds, eval_seconds, train_tokens_per_s,
+            memory (per-source detail), breakdown (CPU: exact bytes of parameters, gradients,
+            optimizer state and saved-for-backward tensors on one step), train_seconds, eval_seconds, train_tokens_per_s,
             train_samples_per_s, eval_samples_per_s, steps_timed, warmup_steps
 ``env``     package versions, python, platform, device, cpu/gpu name, threads
 """

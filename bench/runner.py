@@ -308,6 +308,7 @@ def run_one(spec: JobSpec) -> list[RunRecord]:
     cost: dict[str, Any] = {}
     env: dict[str, Any] = {}
     evaluations: dict[str, dict[str, Any]] = {}
+    sampler = None
     try:
         # -- setup: threads, seed, device ---------------------------------------------------
         if spec.threads:
@@ -356,6 +357,17 @@ def run_one(spec: JobSpec) -> list[RunRecord]:
             head_trained=bool(heads),
             buffer_params=sum(b.numel() for b in model.buffers()) - base_buffers,
         )
+        if device.type == "cpu":  # exact bytes of one step, on a copy (on CUDA the copy would cost a model)
+            first = {k: v.to(device) for k, v in calibration[0].items()}
+            cost["breakdown"] = measure.breakdown_or_reason(
+                model, lambda m: method.optimizer(m, cfg, budget.weight_decay), first
+            )
+        # The copy raised the peak: reset it, so peak memory covers training and evaluation.
+        cost["memory_before_train"] = {
+            "peak_rss_mb": measure.peak_rss_mb(),
+            **measure.cuda_peaks(),
+            "rss_peak_reset": measure.reset_peak_rss(),
+        }
 
         # -- train --------------------------------------------------------------------------
         measure.cuda_reset()
@@ -426,9 +438,6 @@ def run_one(spec: JobSpec) -> list[RunRecord]:
                     "cost": {},
                     "traceback": traceback.format_exc(limit=8),
                 }
-        if sampler:
-            sampler.__exit__(None, None, None)
-            cost["memory_nvml"] = sampler.summary()
         status.update(status="ok")
     except Diverged as err:
         status.update(status="diverged", error=str(err))
@@ -437,6 +446,9 @@ def run_one(spec: JobSpec) -> list[RunRecord]:
     except Exception as err:  # a failed job becomes a record; the sweep goes on
         status.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=8))
     finally:
+        if sampler is not None:  # stopped on every path, so a failed job still reports GPU memory
+            sampler.__exit__(None, None, None)
+            cost["memory_nvml"] = sampler.summary()
         run["finished_at"] = _now()
         cost["peak_memory_mb"] = measure_peak(cost)
         out = []

@@ -101,8 +101,8 @@ def test_rerun_skips_finished_records(sweep):
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")} == before
 
 
-def test_report_reads_the_records(sweep):
+def test_report_reads_the_records(sweep, tmp_path):
     out, _ = sweep
-    proc = bench("report", "--records", str(out))
+    proc = bench("report", "--records", str(out), "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "Smoke runs" in proc.stdout
