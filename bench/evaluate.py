@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from bench import distributed
+
 
 @dataclass
 class EvalResult:
@@ -72,7 +74,8 @@ def generate(
     outputs: list[str] = [""] * len(prompts)
     pad_id = tokenizer.pad_token_id
     bar = tqdm(total=len(prompts), desc="generate", unit="item", leave=False, disable=not progress, dynamic_ncols=True)
-    for idx in _by_length([len(e) for e in encoded], batch_size):
+    batches = _by_length([len(e) for e in encoded], batch_size)
+    for idx in distributed.shard(batches):  # every batch, unless several processes share the job
         width = max(len(encoded[i]) for i in idx)
         ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -92,7 +95,7 @@ def generate(
             outputs[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True)
         bar.update(len(idx))
     bar.close()
-    return outputs
+    return distributed.gather(outputs, batches)
 
 
 def _generate(task, model, tokenizer, items, batch_size, device, progress) -> EvalResult:
@@ -119,16 +122,18 @@ def _generate(task, model, tokenizer, items, batch_size, device, progress) -> Ev
 # ---------------------------------------------------------------------------------------------
 def encode_pair_lm_eval(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """Context and continuation ids the way lm-eval's HFLM encodes them: trailing spaces of the
-    context move to the continuation, the whole string is tokenized once, and the continuation
-    is what follows the context's own tokens. An empty context is the EOS token."""
+    context move to the continuation, the whole string is tokenized once with the tokenizer's
+    default special tokens (BOS for LLaMA-style tokenizers), and the continuation is what
+    follows the context's own tokens. An empty context is the BOS token (EOS without one)."""
     n_spaces = len(context) - len(context.rstrip())
     if n_spaces:
         continuation = context[-n_spaces:] + continuation
         context = context[:-n_spaces]
     if not context:
-        return [tokenizer.eos_token_id], tokenizer(continuation, add_special_tokens=False)["input_ids"]
-    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
-    ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
+        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        return [prefix], tokenizer(continuation, add_special_tokens=False)["input_ids"]
+    whole = tokenizer(context + continuation)["input_ids"]
+    ctx = tokenizer(context)["input_ids"]
     return ctx, whole[len(ctx) :]
 
 
@@ -148,7 +153,8 @@ def loglikelihoods(
     results = [0.0] * len(requests)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     bar = tqdm(total=len(requests), desc="loglik", unit="req", leave=False, disable=not progress, dynamic_ncols=True)
-    for idx in _by_length([len(x) for x in inputs], batch_size):
+    batches = _by_length([len(x) for x in inputs], batch_size)
+    for idx in distributed.shard(batches):
         width = max(len(inputs[i]) for i in idx)
         ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -166,7 +172,7 @@ def loglikelihoods(
             results[i] = float(logprobs.gather(1, targets[:, None]).sum())
         bar.update(len(idx))
     bar.close()
-    return results
+    return distributed.gather(results, batches)
 
 
 def _multiple_choice(task, model, tokenizer, items, batch_size, device, progress) -> EvalResult:
@@ -183,13 +189,15 @@ def _multiple_choice(task, model, tokenizer, items, batch_size, device, progress
     predictions, predictions_norm, golds = [], [], []
     for it, (start, n) in zip(items, spans, strict=True):
         ll = scores[start : start + n]
-        lengths = [len(requests[start + j][1]) for j in range(n)]
         predictions.append(max(range(n), key=lambda j: ll[j]))
-        predictions_norm.append(max(range(n), key=lambda j: ll[j] / max(lengths[j], 1)))
+        if "choices" in it:  # lm-eval's acc_norm: by the choice's length in characters, delimiter excluded
+            lengths = [max(len(c.removeprefix(" ")), 1) for c in it["choices"]]
+            predictions_norm.append(max(range(n), key=lambda j: ll[j] / lengths[j]))
         golds.append(it["gold"])
     metrics = dict(task.score(predictions, golds))
-    norm = task.score(predictions_norm, golds)
-    metrics.update({f"{k}_norm": v for k, v in norm.items()})
+    if len(predictions_norm) == len(golds):  # not for the partial-scoring (contexts) form
+        norm = task.score(predictions_norm, golds)
+        metrics.update({f"{k}_norm": v for k, v in norm.items()})
     samples = [
         {"loglik": scores[s : s + n], "prediction": p, "gold": g}
         for (s, n), p, g in list(zip(spans, predictions, golds, strict=True))[:5]
@@ -204,7 +212,8 @@ def _classify(task, model, tokenizer, items, batch_size, device, progress) -> Ev
     encoded = [tokenizer(it["text"], it.get("text_pair"), truncation=True, max_length=512) for it in items]
     predictions: list[Any] = [None] * len(items)
     bar = tqdm(total=len(items), desc="classify", unit="item", leave=False, disable=not progress, dynamic_ncols=True)
-    for idx in _by_length([len(e["input_ids"]) for e in encoded], batch_size):
+    batches = _by_length([len(e["input_ids"]) for e in encoded], batch_size)
+    for idx in distributed.shard(batches):
         batch = tokenizer.pad([encoded[i] for i in idx], return_tensors="pt")
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
         values = logits[:, 0].tolist() if task.kind == "regress" else logits.argmax(-1).tolist()
@@ -212,6 +221,7 @@ def _classify(task, model, tokenizer, items, batch_size, device, progress) -> Ev
             predictions[i] = values[row]
         bar.update(len(idx))
     bar.close()
+    predictions = distributed.gather(predictions, batches)
     references = [it["label"] for it in items]
     samples = [
         {"text": it["text"][:200], "prediction": p, "label": it["label"]}

@@ -8,6 +8,7 @@ its own Python process so that peak memory is per job and a crash cannot take th
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import random
@@ -126,6 +127,14 @@ def plan(
             configs[name] = build_config(method_registry.get(name).config_cls, name, overrides.get(name, {}))
         except UsageError as err:
             problems.append(str(err))
+    if evaluator == "lm-eval":
+        from bench import lm_eval_bridge
+
+        for task in selected_tasks:
+            try:
+                lm_eval_bridge.check_supported(task)
+            except UsageError as err:
+                problems.append(str(err))
     for task in selected_tasks:
         try:
             models.check(model or task.default_model)
@@ -138,6 +147,14 @@ def plan(
                         f"data dir '{data_dir}' has no {split} file for task '{task.name}' "
                         f"({rel}); point --data-dir at a folder laid out like shared/data"
                     )
+                    continue
+                try:  # a broken line or a missing field, named by file and line, before any job runs
+                    task.load(split, data_dir)
+                except UsageError as err:
+                    problems.append(str(err))
+    if problems:
+        raise UsageError("; ".join(dict.fromkeys(problems)))
+    problems = validate_on_skeletons(selected_tasks, model, configs, trust_remote_code)
     if problems:
         raise UsageError("; ".join(dict.fromkeys(problems)))
     jobs = []
@@ -168,7 +185,117 @@ def plan(
                         evaluator=evaluator,
                     )
                 )
+    newer = [msg for job in jobs for path in job.record_paths if (msg := newer_record(path))]
+    if newer:
+        raise UsageError("; ".join(newer))
     return jobs
+
+
+def newer_record(path: Path) -> str | None:
+    """Why the record at ``path`` must not be overwritten: it comes from a newer schema version.
+
+    Resuming treats an unreadable record as unfinished and reruns it; a newer record is
+    readable, just not by this version, and rerunning would silently replace it.
+    """
+    try:
+        version = json.loads(path.read_text(encoding="utf-8")).get("schema_version")
+    except (OSError, ValueError, AttributeError):
+        return None  # absent, or partial/foreign: the job reruns and replaces it
+    if isinstance(version, int) and not isinstance(version, bool) and version > records.SCHEMA_VERSION:
+        return (
+            f"record '{path}' has schema_version {version}, newer than this peft-bench "
+            f"({records.SCHEMA_VERSION}); upgrade peft-bench, or pass another --output-dir"
+        )
+    return None
+
+
+def model_skeleton(model: str, head: str, num_labels: int, trust_remote_code: bool = False):
+    """``model`` with ``head`` built on the meta device: every module and shape, no weights.
+
+    From the config alone (tiny aliases: their code; folders and packaged models: config.json),
+    in well under a second for any size. None where the config cannot be had without network
+    or converting weights (an uncached ``smollm2-135m``, a hub name offline): the job checks then.
+    """
+    import torch
+
+    from bench import models
+
+    if model in ("tiny-llama", "tiny-bert"):
+        with torch.device("meta"):
+            return models.load(model, head, num_labels=num_labels)[0]
+    if model == "smollm2-135m" and not (models.cache_dir() / "smollm2-135m-instruct" / "config.json").exists():
+        return None
+    source = models.resolve(model)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        if isinstance(source, Path):
+            raise UsageError(
+                f"model folder '{model}' has an unreadable config.json ({str(err).splitlines()[0]}); "
+                "pass a folder saved with save_pretrained"
+            ) from None
+        return None  # a hub name without network: the job reports it
+    if head == "sequence_classification":
+        config.num_labels = num_labels
+    auto = AutoModelForCausalLM if head == "causal_lm" else AutoModelForSequenceClassification
+    try:
+        with torch.device("meta"):
+            return auto.from_config(config, trust_remote_code=trust_remote_code)
+    except ValueError:
+        kind = "a causal LM" if head == "causal_lm" else "a sequence-classification"
+        raise UsageError(
+            f"model '{model}' ({config.model_type}) has no {kind} head, which its tasks need; "
+            "choose a model of that kind with --model"
+        ) from None
+
+
+def validate_on_skeleton(skeleton, cfg: Any, *, method: str, model: str) -> list[str]:
+    """Dry-run a method config's target resolution and ``k`` check on a weightless model.
+
+    Generic over config fields, not method names: ``target_modules`` is resolved exactly as
+    ``apply`` does (``methods._base.find_targets``), and a ``k`` (connections per output row)
+    must be smaller than the input size of every target layer, as selection requires.
+    """
+    from methods._base import find_targets
+
+    if not hasattr(cfg, "target_modules") and not hasattr(cfg, "k"):
+        return []  # e.g. full fine-tuning: nothing to resolve
+    try:
+        targets = find_targets(skeleton, getattr(cfg, "target_modules", None))
+    except UsageError as err:
+        return [f"{method}.target_modules on model '{model}': {err}"]
+    k = getattr(cfg, "k", None)
+    if isinstance(k, int) and targets:
+        name, layer = min(targets, key=lambda nm: nm[1].in_features)
+        if k >= layer.in_features:
+            return [
+                f"{method}.k={k} must be smaller than the input size {layer.in_features} of '{name}' "
+                f"in model '{model}'; use {method}.k <= {layer.in_features - 1}, or full_ft"
+            ]
+    return []
+
+
+def validate_on_skeletons(selected: list, model: str | None, configs: dict[str, Any], trust_remote_code: bool):
+    """Problems of each method config on each model the tasks use (one skeleton per model and head)."""
+    problems: list[str] = []
+    built: set[tuple[str, str, int]] = set()
+    for task in selected:
+        key = (model or task.default_model, task.head, task.num_labels)
+        if key in built:
+            continue
+        built.add(key)
+        try:
+            skeleton = model_skeleton(*key, trust_remote_code=trust_remote_code)
+        except UsageError as err:
+            problems.append(str(err))
+            continue
+        if skeleton is None:
+            continue
+        for name, cfg in configs.items():
+            problems += validate_on_skeleton(skeleton, cfg, method=name, model=key[0])
+    return problems
 
 
 def group_by_training(selected: list, model: str | None) -> list[list]:
@@ -283,7 +410,7 @@ def run_one(spec: JobSpec) -> list[RunRecord]:
     import torch
 
     import methods as method_registry
-    from bench import measure, models
+    from bench import distributed, measure, models
     from bench.config import config_from_dict
     from bench.evaluate import evaluate
     from bench.train import Diverged, calibration_batches, encode_train, train
@@ -309,15 +436,21 @@ def run_one(spec: JobSpec) -> list[RunRecord]:
     env: dict[str, Any] = {}
     evaluations: dict[str, dict[str, Any]] = {}
     sampler = None
+    ddp = None
     try:
         # -- setup: threads, seed, device ---------------------------------------------------
         if spec.threads:
             torch.set_num_threads(spec.threads)
         seed_everything(spec.seed)
-        device = pick_device(spec.device)
+        ddp = distributed.init()  # None unless launched with several processes (--gpus-per-job N > 1)
+        if ddp is not None and not ddp.is_main:
+            spec = replace(spec, progress=False)
+        device = ddp.device if ddp is not None else pick_device(spec.device)
         dtype = torch.bfloat16 if (budget.dtype == "bfloat16" and device.type == "cuda") else torch.float32
         run["dtype"] = str(dtype).removeprefix("torch.")
         env = measure.environment(device)
+        if ddp is not None:
+            env["world_size"] = ddp.world_size
         sampler = measure.NvmlSampler(device.index or 0) if device.type == "cuda" else None
 
         # -- data -------------------------------------------------------------------------
@@ -383,6 +516,7 @@ def run_one(spec: JobSpec) -> list[RunRecord]:
             regression=regression,
             device=device,
             progress=spec.progress,
+            ddp=ddp,
         )
         cost.update(
             train_seconds=stats.train_seconds,
@@ -473,7 +607,8 @@ def run_one(spec: JobSpec) -> list[RunRecord]:
                 result = {**train_result, **status, "metrics": {}, "primary_metric": t.primary_metric}
                 task_cost = dict(cost)
             record = RunRecord(run=task_run, result=result, cost=task_cost, env=env)
-            records.save(record, spec.output_dir)
+            if ddp is None or ddp.is_main:  # one process writes a multi-process job's records
+                records.save(record, spec.output_dir)
             out.append(record)
     return out
 
@@ -511,7 +646,8 @@ class Locked(RuntimeError):
 def job_lock(job: JobSpec) -> Iterator[None]:
     """Exclusive, non-blocking locks on the job's records, so two sweeps never run the same job.
 
-    ``flock`` locks die with their process, so a SIGKILLed sweep leaves no stale lock behind.
+    ``flock`` locks die with their process, so a SIGKILLed sweep leaves no stale lock behind;
+    the temp file of a record write it cut short is removed once the lock is taken.
     """
     import fcntl
 
@@ -524,6 +660,9 @@ def job_lock(job: JobSpec) -> Iterator[None]:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise Locked(job.title) from None
+            # Ours now: a temp file of this record is a write that a SIGKILL cut short.
+            for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+                stale.unlink(missing_ok=True)
         yield
 
 
@@ -532,21 +671,40 @@ def should_run(job: JobSpec, *, force: bool, rerun_failed: bool) -> tuple[tuple[
     statuses = {t: existing_status(p) for t, p in zip(job.tasks, job.record_paths, strict=True)}
     if force:
         return job.tasks, statuses
-    todo = tuple(t for t, st in statuses.items() if st is None or (st != "ok" and rerun_failed))
+    # A canceled job never finished: resuming runs it. Failed and diverged are results, kept
+    # unless asked (--rerun-failed), since rerunning them usually fails the same way.
+    todo = tuple(t for t, st in statuses.items() if st in (None, "canceled") or (st != "ok" and rerun_failed))
     return todo, statuses
 
 
 def run_sweep(
-    jobs: list[JobSpec], *, force: bool = False, rerun_failed: bool = False, progress: bool = True
+    jobs: list[JobSpec],
+    *,
+    force: bool = False,
+    rerun_failed: bool = False,
+    progress: bool = True,
+    executor: str = "local",
+    options: Any = None,
 ) -> list[tuple[JobSpec, str]]:
-    """Run ``jobs`` one after another; returns (job, status) per job, including skipped ones.
+    """Run ``jobs``; returns (job, status) per job, including skipped ones.
+
+    ``executor``: ``local`` runs them here, one after another; ``ray`` and ``slurm`` hand each
+    job to that engine (``bench.executors``), which runs the same subprocess on a worker.
+    ``options`` (``bench.executors.ExecutorOptions``): GPUs per job, job timeout, engine settings.
 
     Resuming: a task whose record exists is skipped (``rerun_failed``: unless it did not finish
-    ``ok``; ``force``: always rerun). A missing or unreadable record is always rerun. A job
+    ``ok``; ``force``: always rerun). A missing, unreadable or canceled record is always rerun. A job
     whose group has some tasks done trains again and evaluates only the others.
     """
     from tqdm.auto import tqdm
 
+    from bench import executors
+
+    options = options or executors.ExecutorOptions()
+    if executor != "local":
+        return executors.run(
+            executor, jobs, force=force, rerun_failed=rerun_failed, progress=progress, options=options
+        )
     outcomes: list[tuple[JobSpec, str]] = []
     bar = tqdm(jobs, desc="sweep", unit="job", disable=not progress, dynamic_ncols=True, file=sys.stderr)
     for job in bar:
@@ -562,7 +720,7 @@ def run_sweep(
         started = time.time()
         try:
             with job_lock(job):
-                status = run_in_subprocess(job)
+                status = run_in_subprocess(job, **options.launch(job))
         except Locked:
             tqdm.write(f"skip     {job.title}: another sweep is running it", file=sys.stderr)
             outcomes.append((job, "skipped (locked)"))
@@ -575,10 +733,14 @@ def run_sweep(
     return outcomes
 
 
-def _fallback_records(job: JobSpec, status: str, error: str, started: float) -> None:
-    """Records for the job's tasks that the job process did not write itself."""
+def _fallback_records(
+    job: JobSpec, status: str, error: str, started: float, replace_statuses: tuple[str, ...] = ()
+) -> None:
+    """Records for the job's tasks that the job process did not write itself (or wrote with one
+    of ``replace_statuses``: a job stopped for its timeout records itself ``canceled``)."""
     for task, path in zip(job.tasks, job.record_paths, strict=True):
-        if path.exists() and path.stat().st_mtime >= started - 1 and existing_status(path):
+        fresh = path.exists() and path.stat().st_mtime >= started - 1
+        if fresh and existing_status(path) not in (None, *replace_statuses):
             continue
         run = {**asdict(job), "task": task, "method_label": job.label, "finished_at": _now()}
         for key in ("label", "output_dir", "progress", "eval_tasks"):
@@ -586,33 +748,92 @@ def _fallback_records(job: JobSpec, status: str, error: str, started: float) -> 
         records.save(RunRecord(run=run, result={"status": status, "error": error, "metrics": {}}), job.output_dir)
 
 
-def run_in_subprocess(job: JobSpec) -> str:
+def run_in_subprocess(
+    job: JobSpec, *, processes: int = 1, timeout: float | None = None, env: dict[str, str] | None = None
+) -> str:
     """Run ``job`` in a fresh Python process and return its worst status.
 
     The job writes its own records. If it dies without them (killed, out of memory,
     interrupted before its first line ran), ``failed`` or ``canceled`` records say so.
+    ``processes`` > 1: under ``accelerate launch``, one process per GPU (CPU processes with
+    ``--device cpu``); rank 0 writes the records. ``timeout`` (seconds): the job is stopped
+    and recorded ``failed``. ``env``: extra environment variables for the job.
     """
+    import tempfile
+
     started = time.time()
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "bench.runner"], stdin=subprocess.PIPE, env=env, text=True)
-    interrupted = False
-    try:
-        proc.communicate(json.dumps(asdict(job)))
-    except KeyboardInterrupt:
-        interrupted = True  # the child got the same SIGINT and records itself as canceled
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    payload: str | None = json.dumps(asdict(job))
+    with contextlib.ExitStack() as stack:
+        command = [sys.executable, "-m", "bench.runner"]
+        if processes > 1:  # N processes share no stdin: the spec goes in a file they all read
+            spec_file = stack.enter_context(tempfile.NamedTemporaryFile("w", prefix="bench-job-", suffix=".json"))
+            spec_file.write(payload)
+            spec_file.flush()
+            command = accelerate_command(processes, ["-m", "bench.runner", "--spec", spec_file.name])
+            if job.device == "cpu":
+                env["ACCELERATE_USE_CPU"] = "1"  # with --multi_gpu: N gloo CPU processes (--cpu alone runs one)
+            payload = None
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE if payload else subprocess.DEVNULL, env=env, text=True)
+        interrupted = timed_out = False
         try:
-            proc.wait(timeout=60)
-        except (KeyboardInterrupt, subprocess.TimeoutExpired):
-            proc.kill()
-            proc.wait()
-    if interrupted or proc.returncode in (EXIT_CODES["canceled"], -signal.SIGINT):
+            proc.communicate(payload, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _stop(proc, wait=0)
+        except KeyboardInterrupt:
+            # A terminal's Ctrl-C reached the child too and it records itself as canceled; an
+            # engine's cancel (Ray, SLURM) interrupts only this process: then SIGTERM it.
+            interrupted = True
+            _stop(proc, wait=10)
+    if timed_out:
+        reason = f"timed out after {timeout:g}s (--job-timeout); the job was stopped"
+        _fallback_records(job, "failed", reason, started, replace_statuses=("canceled",))
+    elif interrupted or proc.returncode in (EXIT_CODES["canceled"], -signal.SIGINT):
         _fallback_records(job, "canceled", "interrupted before the job could record itself", started)
+    elif processes > 1 and proc.returncode:  # a failed rank makes the launcher stop the others
+        reason = f"a process of the {processes}-process job failed (launcher exit code {proc.returncode}); see its log"
+        _fallback_records(job, "failed", reason, started, replace_statuses=("canceled",))
     else:
         reason = f"job process exited with code {proc.returncode}"
         if proc.returncode and proc.returncode < 0:
             reason += f" (killed by signal {-proc.returncode}; out of memory?)"
         _fallback_records(job, "failed", reason, started)
     return worst_status(existing_status(p) or "failed" for p in job.record_paths)
+
+
+def accelerate_command(processes: int, script: list[str]) -> list[str]:
+    """``accelerate launch`` for ``processes`` local processes on a free port, running ``script``."""
+    import socket
+
+    with socket.socket() as sock:  # a free port, so jobs sharing a node do not collide on 29500
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        f"--num_processes={processes}",
+        "--num_machines=1",
+        f"--main_process_port={port}",
+        "--mixed_precision=no",  # the job sets its own dtype; these two silence launch's warnings
+        "--dynamo_backend=no",
+        *script,
+    ]
+
+
+def _stop(proc: subprocess.Popen, *, wait: float) -> None:
+    """Give ``proc`` ``wait`` seconds to end, then SIGTERM (it records itself canceled), then
+    SIGKILL 30 s later. A second Ctrl-C skips ahead."""
+    for sig, seconds in ((None, wait), (signal.SIGTERM, 30.0), (signal.SIGKILL, None)):
+        if sig is not None and proc.poll() is None:
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout=seconds)
+            return
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            continue
 
 
 def worst_status(statuses) -> str:
@@ -625,10 +846,12 @@ def _sigterm_as_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM (a scheduler's preemption, `kill`) records `canceled`
 
 
-def main() -> int:
-    """Entry point of a job's subprocess: read a JobSpec as JSON on stdin, run it."""
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of a job's subprocess: read a JobSpec as JSON on stdin (or from ``--spec FILE``,
+    as every process of a multi-process job does), run it."""
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    data = json.loads(sys.stdin.read())
+    argv = sys.argv[1:] if argv is None else argv
+    data = json.loads(Path(argv[1]).read_text() if argv[:1] == ["--spec"] else sys.stdin.read())
     data["eval_tasks"] = tuple(data.get("eval_tasks") or ())
     spec = JobSpec(**data)
     out = run_one(spec)
