@@ -13,12 +13,16 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from bench.config import Budget
+
+if TYPE_CHECKING:
+    from bench.distributed import Group
 
 IGNORE = -100  # label id that the loss ignores
 
@@ -169,13 +173,20 @@ def train(
     regression: bool = False,
     device: torch.device | None = None,
     progress: bool = True,
+    ddp: Group | None = None,
 ) -> TrainStats:
-    """Run ``budget.max_steps`` optimizer steps. Raises :class:`Diverged` on a NaN/inf loss."""
+    """Run ``budget.max_steps`` optimizer steps. Raises :class:`Diverged` on a NaN/inf loss.
+
+    ``ddp`` (several processes, ``bench.distributed``): DDP over the model, each process
+    trains on its slice of every micro-batch; steps, batch size and losses stay the whole job's.
+    """
     device = device or torch.device("cpu")
     stats = TrainStats(losses=[], warmup_steps=min(budget.throughput_warmup_steps, budget.max_steps))
     scheduler = schedule(optimizer, budget)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     stream = batches(examples, budget, seed, pad_id, regression)
+    if ddp is not None:
+        model = ddp.prepare(model)
     model.train()
     bar = tqdm(
         total=budget.max_steps, desc="train", unit="step", leave=False, disable=not progress, dynamic_ncols=True
@@ -187,13 +198,18 @@ def train(
         _sync(device)
         t0 = time.perf_counter()
         step_loss, step_tokens, step_samples = 0.0, 0, 0
-        for micro in micro_batches:
+        for i, micro in enumerate(micro_batches):
             batch = {k: v.to(device) for k, v in micro.items()}
-            loss = model(**batch).loss
-            (loss / budget.grad_accum).backward()
+            if ddp is None:
+                loss = model(**batch).loss
+                (loss / budget.grad_accum).backward()
+            else:  # this process's slice, weighted so that DDP's average is the micro-batch's loss
+                loss = ddp.backward(model, batch, budget.grad_accum, sync=i == len(micro_batches) - 1)
             step_loss += loss.item() / budget.grad_accum
-            step_tokens += int(batch["attention_mask"].sum())
+            step_tokens += int(batch["attention_mask"].sum())  # the whole micro-batch, on every process
             step_samples += batch["input_ids"].shape[0]
+        if ddp is not None:
+            step_loss = ddp.mean(step_loss)
         if not math.isfinite(step_loss):
             raise Diverged(f"loss became {step_loss} at step {step + 1}")
         if budget.max_grad_norm > 0:
