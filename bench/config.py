@@ -77,6 +77,9 @@ class Preset:
     """Overrides of :class:`Budget` defaults."""
     smoke: bool = False
     """Smoke presets are kept out of the main tables."""
+    suites: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-suite overrides on top of ``budget``: budgets may differ between tasks (a small
+    encoder affords more steps than a causal LM), never between methods on a task."""
 
 
 PRESETS: dict[str, Preset] = {
@@ -98,15 +101,16 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "demo",
-            "the README's offline demo: 40 steps of 8, 100 eval items; a few minutes per job on 2 CPU cores",
+            "the README's offline demo: 16 steps of 8 (GLUE: 60), 50 eval items; a minute or two per job on 2 cores",
             {
-                "max_steps": 40,
+                "max_steps": 16,
                 "batch_size": 8,
                 "micro_batch_size": 8,
-                "max_length": 160,
-                "eval_limit": 100,
+                "max_length": 128,
+                "eval_limit": 50,
                 "eval_batch_size": 16,
             },
+            suites={"glue": {"max_steps": 60}},  # MiniLM-L6 steps cost ~1/10 of SmolLM2's
         ),
         Preset("default", "the Budget defaults: 100 steps of 8, full eval set", {}),
         Preset(
@@ -125,15 +129,20 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def budget_for(preset: str, **overrides: Any) -> Budget:
-    """The preset's budget with CLI overrides (``None`` values are ignored)."""
+def budget_for(preset: str, suite: str | None = None, **overrides: Any) -> Budget:
+    """The preset's budget for ``suite``, with CLI overrides (``None`` values are ignored)."""
     if preset not in PRESETS:
         from bench.registry import did_you_mean
 
         raise UsageError(
             f"unknown preset '{preset}'{did_you_mean(preset, list(PRESETS))} available: {', '.join(PRESETS)}"
         )
-    values = {**PRESETS[preset].budget, **{k: v for k, v in overrides.items() if v is not None}}
+    chosen = PRESETS[preset]
+    values = {
+        **chosen.budget,
+        **chosen.suites.get(suite or "", {}),
+        **{k: v for k, v in overrides.items() if v is not None},
+    }
     return Budget(**values)
 
 

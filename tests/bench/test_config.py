@@ -65,3 +65,9 @@ def test_build_config_converts_types():
 def test_method_label():
     assert method_label("neuroada", {}) == "neuroada"
     assert method_label("neuroada", {"k": "16", "lr": "1e-3"}) == "neuroada@k=16,lr=1e-3"
+
+
+def test_presets_may_differ_between_suites_and_cli_overrides_win():
+    assert budget_for("demo", "glue").max_steps == PRESETS["demo"].suites["glue"]["max_steps"]
+    assert budget_for("demo", "commonsense_mc").max_steps == PRESETS["demo"].budget["max_steps"]
+    assert budget_for("demo", "glue", max_steps=5).max_steps == 5

@@ -69,3 +69,12 @@ def test_data_dir_is_checked_for_every_task(tmp_path):
     with pytest.raises(UsageError, match="no train file for task 'glue_sst2'"):
         plan("glue_sst2", data_dir=str(tmp_path))
     assert plan("glue_sst2", data_dir=str(DATA))
+
+
+def test_budget_per_suite_same_for_every_method():
+    jobs = plan("glue_sst2,toy_sum", budget=lambda task: budget_for("demo", task.suite))
+    by_task = {}
+    for job in jobs:
+        by_task.setdefault(job.task, set()).add(str(job.budget))
+    assert all(len(b) == 1 for b in by_task.values())  # identical across methods and seeds
+    assert by_task["glue_sst2"] != by_task["toy_sum"]
