@@ -1,0 +1,365 @@
+"""``python -m bench micro``: one training step of each method on a random-init LLaMA, timed and measured.
+
+Every configuration runs in a fresh subprocess (so peak RSS is its own): build the model, apply the
+method, AdamW, ``--warmup`` untimed steps (the first one also counts the bytes saved for backward),
+then the median of ``--steps`` timed steps. The frozen model (no weight gradients; the input
+embeddings require grad so that backward still runs through every layer) is the floor: it is timed
+first, last and between every few configurations, and each ratio divides by the mean of the two
+frozen timings around it, so drift on a shared machine does not bias the ratios.
+
+Columns:
+- ``cpu s`` / ``wall s``: median step time (zero_grad, forward, backward, optimizer step) in process
+  CPU time and in wall time; ``× frozen`` uses ``--clock`` (CPU time by default: with one thread it
+  equals wall time on an idle machine, and unlike wall time it does not count other processes' turns);
+- ``saved MB``: bytes that autograd saves for backward in one step (``saved_tensors_hooks``), each
+  storage once, parameters and buffers excluded (they exist anyway);
+- ``state MB``: trainable parameters + their gradients + the optimizer's state tensors;
+- ``peak RSS MB``: the subprocess's peak resident memory;
+- ``trainable`` and ``fraction``: trainable entries as the method counts them
+  (``methods._base.trainable_count``; masked sparse: the selected entries) and their share of
+  the base model's parameters.
+
+``official`` is a reference written here after the official NeuroAda code: every forward builds a
+dense ``W + scatter(values)`` and calls ``F.linear`` on it, so autograd saves a dense copy of every
+adapted weight; values in the model dtype, int64 flat positions, magnitude selection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CONFIGS = ("frozen", "lora", "dora", "full_ft", "masked_sparse", "official", "neuroada")
+K_CONFIGS = ("masked_sparse", "official", "neuroada")  # run once per --k
+LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+_RESULT = "MICRO_RESULT "
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model (random-init LLaMA; defaults: the 110M config)")
+    model.add_argument("--hidden", type=int, default=768, help="hidden size (default: 768)")
+    model.add_argument("--layers", type=int, default=12, help="decoder layers (default: 12)")
+    model.add_argument("--heads", type=int, default=12, help="attention heads, also key/value heads (default: 12)")
+    model.add_argument("--intermediate", type=int, default=2048, help="MLP intermediate size (default: 2048)")
+    model.add_argument("--vocab", type=int, default=32000, help="vocabulary size (default: 32000)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--batch", type=int, default=8, help="sequences per step (default: 8)")
+    run.add_argument("--seq", type=int, default=128, help="tokens per sequence (default: 128)")
+    run.add_argument("--steps", type=int, default=5, help="timed steps per configuration; the median is shown")
+    run.add_argument("--warmup", type=int, default=2, help="untimed steps before timing (default: 2, at least 1)")
+    run.add_argument("--threads", type=int, default=1, help="torch threads per configuration (default: 1)")
+    run.add_argument(
+        "--configs",
+        default="all",
+        help=f"comma list among {', '.join(CONFIGS)}, or all (frozen always runs: it is the reference)",
+    )
+    run.add_argument(
+        "--k", default="1,16", help="comma list of k for masked_sparse, official, neuroada (default: 1,16)"
+    )
+    run.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="which step time the ratios use: process CPU time (default; robust on a shared machine with "
+        "1 thread) or wall time (use it with several threads)",
+    )
+    run.add_argument("--frozen-every", type=int, default=4, help="re-time frozen after this many configurations")
+    run.add_argument("--json", dest="json_path", help="also write the rows as JSON to this file")
+
+
+# ---------------------------------------------------------------------------------------------
+# The official-style reference
+# ---------------------------------------------------------------------------------------------
+class DenseScatterLinear(nn.Module):
+    """NeuroAda as the official code runs it: ``F.linear(x, W.flatten().scatter_add(pos, v).view_as(W), b)``."""
+
+    def __init__(self, base: nn.Linear, k: int) -> None:
+        super().__init__()
+        weight = base.weight
+        d_out, d_in = weight.shape
+        cols = weight.detach().abs().topk(k, dim=1).indices.sort(dim=1).values  # = nonzero(mask) order
+        self.base = base
+        self.weight_new = nn.Parameter(torch.zeros(d_out * k, dtype=weight.dtype, device=weight.device))
+        self.register_buffer("weight_position_new", (torch.arange(d_out)[:, None] * d_in + cols).reshape(-1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.base.weight
+        w_eff = w.flatten().scatter_add(0, self.weight_position_new, self.weight_new).view_as(w)
+        return F.linear(x, w_eff, self.base.bias)
+
+
+def apply_dense_scatter(model: nn.Module, k: int, targets: tuple[str, ...] = LLAMA_TARGETS) -> list[nn.Parameter]:
+    """Freeze ``model`` and wrap its target linears in :class:`DenseScatterLinear`; returns the values."""
+    from methods._base import freeze, set_submodule
+
+    freeze(model)
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n.rsplit(".", 1)[-1] in targets]
+    for name in names:
+        set_submodule(model, name, DenseScatterLinear(model.get_submodule(name), k))
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+# ---------------------------------------------------------------------------------------------
+# One configuration (runs in the subprocess)
+# ---------------------------------------------------------------------------------------------
+def _build_model(spec: dict) -> nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=spec["vocab"],
+        hidden_size=spec["hidden"],
+        intermediate_size=spec["intermediate"],
+        num_hidden_layers=spec["layers"],
+        num_attention_heads=spec["heads"],
+        num_key_value_heads=spec["heads"],
+        max_position_embeddings=max(2048, spec["seq"]),
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).train()
+
+
+def _method_config(method, k: int | None):
+    fields = {f.name for f in dataclasses.fields(method.config_cls)}
+    kwargs = {}
+    if "r" in fields:
+        kwargs["r"] = 8
+    if k is not None:
+        kwargs["k"] = k
+    return method.config_cls(**kwargs)
+
+
+class _SavedBytes:
+    """Bytes saved for backward while active, each storage once, parameters and buffers excluded."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.exclude = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
+        self.storages: dict[int, int] = {}
+
+    def pack(self, t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in self.exclude:
+            self.storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    def total(self) -> int:
+        return sum(self.storages.values())
+
+
+def _trainable_state_bytes(model: nn.Module, opt: torch.optim.Optimizer | None) -> int:
+    params = {id(p): p for p in model.parameters() if p.requires_grad}
+    total = sum(p.nbytes + (p.grad.nbytes if p.grad is not None else 0) for p in params.values())
+    if opt is not None:
+        for state in opt.state.values():
+            total += sum(v.nbytes for v in state.values() if isinstance(v, torch.Tensor))
+    return total
+
+
+def run_one(spec: dict) -> dict:
+    """Build, apply, warm up, time; the measured row as a dict."""
+    import methods
+    from bench.measure import peak_rss_mb
+    from methods._base import count_parameters, freeze, trainable_count
+
+    torch.set_num_threads(spec["threads"])
+    model = _build_model(spec)
+    base_params = count_parameters(model)
+    name, k = spec["config"], spec.get("k")
+    opt, method = None, None
+    if name == "frozen":
+        freeze(model)
+        model.enable_input_require_grads()  # backward through every layer, no weight gradients
+    elif name == "official":
+        opt = torch.optim.AdamW(apply_dense_scatter(model, k), lr=8e-3, weight_decay=0.0)
+    else:
+        method = methods.get(name)
+        cfg = _method_config(method, k)
+        model = method.apply(model, cfg)
+        opt = method.optimizer(model, cfg, 0.0)
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, spec["vocab"], (spec["batch"], spec["seq"]), generator=gen)
+
+    def step() -> None:
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+        model(input_ids=ids, labels=ids).loss.backward()
+        if opt is not None:
+            opt.step()
+
+    saved = _SavedBytes(model)
+    with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t):
+        step()  # the first warm-up step
+    for _ in range(spec["warmup"] - 1):
+        step()
+    wall, cpu = [], []
+    for _ in range(spec["steps"]):
+        t0, c0 = time.perf_counter(), time.process_time()
+        step()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    if name == "frozen":
+        trainable = 0
+    elif method is not None:  # the method's own count (masked sparse: the selected entries only)
+        trainable = trainable_count(method, model)
+    else:
+        trainable = count_parameters(model, trainable_only=True)
+    return {
+        "config": name,
+        "k": k,
+        "wall_s": statistics.median(wall),
+        "cpu_s": statistics.median(cpu),
+        "wall_times": wall,
+        "cpu_times": cpu,
+        "saved_bytes": saved.total(),
+        "state_bytes": _trainable_state_bytes(model, opt),
+        "peak_rss_mb": peak_rss_mb(),
+        "trainable": trainable,
+        "base_params": base_params,
+        "fraction": trainable / base_params,
+    }
+
+
+def _child(argv: list[str]) -> int:
+    row = run_one(json.loads(argv[0]))
+    print(_RESULT + json.dumps(row), flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver
+# ---------------------------------------------------------------------------------------------
+def _plan(args: argparse.Namespace) -> list[tuple[str, int | None]]:
+    from bench.errors import UsageError
+
+    picked = list(CONFIGS) if args.configs == "all" else [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in picked if c not in CONFIGS]
+    if unknown:
+        raise UsageError(f"--configs: unknown {', '.join(unknown)}; choose among {', '.join(CONFIGS)} or all")
+    try:
+        ks = [int(k) for k in args.k.split(",")]
+    except ValueError:
+        raise UsageError(f"--k={args.k!r} must be a comma list of integers such as 1,16") from None
+    for flag in ("hidden", "layers", "heads", "intermediate", "vocab", "batch", "seq", "steps", "threads", "warmup"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag}={getattr(args, flag)} must be >= 1")
+    if args.hidden % args.heads:
+        raise UsageError(f"--hidden={args.hidden} must be a multiple of --heads={args.heads}")
+    if any(k < 1 or k >= min(args.hidden, args.intermediate) for k in ks):
+        raise UsageError(f"--k={args.k} must lie in [1, {min(args.hidden, args.intermediate) - 1}]")
+    others = []
+    for c in picked:
+        if c == "frozen":
+            continue
+        others += [(c, k) for k in ks] if c in K_CONFIGS else [(c, None)]
+    plan: list[tuple[str, int | None]] = [("frozen", None)]
+    for i in range(0, len(others), max(1, args.frozen_every)):
+        plan += others[i : i + max(1, args.frozen_every)] + [("frozen", None)]
+    return plan
+
+
+def _label(row: dict) -> str:
+    return row["config"] + (f" k={row['k']}" if row.get("k") is not None else "")
+
+
+def format_table(rows: list[dict]) -> str:
+    """A markdown table; ratios against the frozen timings around each row (``ratio`` key)."""
+    lines = [
+        "| configuration | cpu s | wall s | × frozen | saved MB | state MB | peak RSS MB | trainable | fraction |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {_label(r)} | {r['cpu_s']:.3f} | {r['wall_s']:.3f} | {r['ratio']:.3f} | "
+            f"{r['saved_bytes'] / 1e6:,.0f} | {r['state_bytes'] / 1e6:,.2f} | {r['peak_rss_mb']:,.0f} | "
+            f"{r['trainable']:,} | {r['fraction']:.4%} |"
+        )
+    return "\n".join(lines)
+
+
+def _with_ratios(rows: list[dict], clock: str) -> list[dict]:
+    key = f"{clock}_s"
+    frozen_at = [i for i, r in enumerate(rows) if r["config"] == "frozen"]
+    for i, r in enumerate(rows):
+        before = [rows[j][key] for j in frozen_at if j <= i][-1:]
+        after = [rows[j][key] for j in frozen_at if j >= i][:1]
+        ref = (before + after) or [float("nan")]
+        r["ratio"] = r[key] / statistics.fmean(ref)
+    return rows
+
+
+def main(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    import methods
+
+    plan = _plan(args)
+    spec_base = {
+        key: getattr(args, key)
+        for key in ("hidden", "layers", "heads", "intermediate", "vocab", "batch", "seq", "steps", "warmup", "threads")
+    }
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
+    rows: list[dict] = []
+    skipped: set[str] = set()
+    bar = tqdm(plan, desc="micro", unit="config")
+    for name, k in bar:
+        label = name + (f" k={k}" if k is not None else "")
+        bar.set_postfix_str(label)
+        if name not in ("frozen", "official") and name not in methods.names():
+            if name not in skipped:
+                tqdm.write(f"note: skipping {name}: not registered yet (methods: {', '.join(methods.names())})")
+                skipped.add(name)
+            continue
+        spec = dict(spec_base, config=name, k=k)
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.micro", "--child", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=_ROOT,
+        )
+        found = [line for line in proc.stdout.splitlines() if line.startswith(_RESULT)]
+        if proc.returncode != 0 or not found:
+            tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+            tqdm.write(f"note: {label} failed (exit {proc.returncode}); no row:\n    {tail}")
+            continue
+        rows.append(json.loads(found[-1][len(_RESULT) :]))
+    bar.close()
+    rows = _with_ratios(rows, args.clock)
+    frozen = [r[f"{args.clock}_s"] for r in rows if r["config"] == "frozen"]
+    print(
+        f"\nLLaMA hidden {args.hidden}, {args.layers} layers, {args.heads} heads, intermediate {args.intermediate}, "
+        f"vocab {args.vocab} ({rows[0]['base_params'] / 1e6:.0f}M params); batch {args.batch}x{args.seq}, fp32, "
+        f"{args.threads} thread(s), AdamW; median of {args.steps} steps after {args.warmup} warm-up."
+        if rows
+        else "\nno rows"
+    )
+    if frozen:
+        print(
+            f"frozen timed {len(frozen)}x ({args.clock}): {', '.join(f'{t:.3f}' for t in frozen)} s; "
+            f"× frozen divides each row's {args.clock} time by the mean of the frozen timings just around it."
+        )
+    print(format_table(rows))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(rows, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        sys.exit(_child(sys.argv[2:]))
+    parser = argparse.ArgumentParser(prog="python -m bench.micro", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    sys.exit(main(parser.parse_args()))
