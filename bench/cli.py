@@ -1,4 +1,4 @@
-"""``python -m bench``: run, ls, report, micro.
+"""``python -m bench``: run, ls, report, regress, micro.
 
 Every name is resolved and every config validated before any model loads; user errors are
 printed as one line (``error: ...``) with exit code 2, and a traceback only with ``--debug``.
@@ -10,12 +10,13 @@ import argparse
 import os
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 from bench.errors import BenchError, UsageError
 
 EPILOG = """examples:
-  python -m bench run --methods neuroada,lora --tasks glue_sst2,arc_easy --preset demo --data-dir ../shared/data
+  python -m bench run --methods neuroada,lora --tasks glue_sst2,arc_easy_mc --preset demo --data-dir ../shared/data
   python -m bench run --methods all --tasks toy --preset smoke --output-dir /tmp/runs
   python -m bench run --methods neuroada --set neuroada.k=16 --tasks commonsense --seeds 0,1,2
   python -m bench ls tasks
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     what.add_argument(
         "--tasks",
-        default="glue_sst2,arc_easy",
+        default="glue_sst2,arc_easy_mc",
         help="comma list of tasks, suite names (commonsense, arithmetic, glue, toy), or 'all'",
     )
     what.add_argument("--seeds", default="0", help="comma list of seeds (default: 0)")
@@ -135,9 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     resume = run.add_argument_group("resume")
     resume.add_argument("--force", action="store_true", help="rerun jobs even if their record exists")
     resume.add_argument(
-        "--rerun-failed", action="store_true", help="rerun jobs whose record is failed, diverged or canceled"
+        "--rerun-failed",
+        action="store_true",
+        help="rerun jobs whose record is failed or diverged (canceled ones always rerun)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from bench import executors
+
+    executors.add_arguments(run)
 
     ls = sub.add_parser("ls", help="list methods, tasks, suites, presets and model aliases")
     ls.add_argument(
@@ -151,10 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--no-plots", action="store_true", help="tables only")
     report.add_argument("--output", default=None, help="write the printed Markdown to this file as well")
 
-    try:
-        from bench import micro
-    except ImportError:  # TEMP until bench/micro.py lands
-        return parser
+    from bench import regress
+
+    regress_parser = sub.add_parser(
+        "regress",
+        help="the fixed regression suite against results/baselines/ci.json (accuracy, counts, bytes, time ratios)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    regress.add_arguments(regress_parser)
+
+    from bench import scale
+
+    scale.add_arguments(sub.add_parser("scale", help="the same toy sweep on 1, 2, ... Ray workers: the speed-up"))
+
+    from bench import micro
+
     micro_parser = sub.add_parser(
         "micro", help="NeuroAda step micro-benchmark (time, memory) against frozen, LoRA, DoRA, full FT, masked sparse"
     )
@@ -163,19 +180,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import records, report, runner
+    from bench import executors, records, report, runner
     from bench.config import PRESETS, budget_for, parse_overrides
 
     seeds = positive_int_list(args.seeds, "--seeds")
-    budget = budget_for(
-        args.preset,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        micro_batch_size=args.micro_batch_size,
-        max_length=args.max_length,
-        eval_limit=args.limit,
-        eval_batch_size=args.eval_batch_size,
-    )
+    overrides = {
+        "max_steps": args.max_steps,
+        "batch_size": args.batch_size,
+        "micro_batch_size": args.micro_batch_size,
+        "max_length": args.max_length,
+        "eval_limit": args.limit,
+        "eval_batch_size": args.eval_batch_size,
+    }
+    budget = budget_for(args.preset, **overrides)
+    options = executors.options_from_args(args, budget)  # --executor and its flags, before anything runs
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise UsageError(
             f"--data-dir '{args.data_dir}' is not a folder; point it at shared/data (or unset BENCH_DATA_DIR)"
@@ -188,7 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         tasks_spec=args.tasks,
         seeds=seeds,
         model=args.model,
-        budget=budget,
+        budget=lambda task: budget_for(args.preset, task.suite, **overrides),
         preset=args.preset,
         smoke=PRESETS[args.preset].smoke or args.limit is not None,
         overrides=parse_overrides(args.set),
@@ -196,21 +214,42 @@ def cmd_run(args: argparse.Namespace) -> int:
         output_dir=str(out),
         threads=threads,
         device=args.device,
-        command="python -m bench " + shlex.join(sys.argv[1:]),
+        command=_rerun_command(args, threads),
         trust_remote_code=args.trust_remote_code,
         progress=not args.no_progress,
         train_per_task=args.train_per_task,
         evaluator=args.evaluator,
     )
     print(f"{len(jobs)} job(s) -> {out}/", file=sys.stderr)
-    outcomes = runner.run_sweep(jobs, force=args.force, rerun_failed=args.rerun_failed, progress=not args.no_progress)
+    outcomes = runner.run_sweep(
+        jobs,
+        force=args.force,
+        rerun_failed=args.rerun_failed,
+        progress=not args.no_progress,
+        executor=args.executor,
+        options=options,
+    )
     paths = [p for job, _ in outcomes for p in job.record_paths if p.exists()]
     frame = report.frame_of([(p, records.load(p)) for p in paths])
     print(report.summary_table(frame))
     statuses = [status for _, status in outcomes]
     if "canceled" in statuses:
         return 130
-    return 1 if any(s in ("failed", "diverged") for s in statuses) else 0
+    # Skipped records count too ("skipped (failed)"): a resumed sweep with failures still fails.
+    return 1 if any("failed" in s or "diverged" in s for s in statuses) else 0
+
+
+def _rerun_command(args: argparse.Namespace, threads: int | None) -> str:
+    """The command line, with the defaults taken from the environment spelled out, so that the
+    record's ``run.command`` reruns the job anywhere ($BENCH_DATA_DIR, $CI's one thread)."""
+    argv = sys.argv[1:]
+    given = {a.split("=", 1)[0] for a in argv}
+    extra = []
+    if args.data_dir is not None and "--data-dir" not in given:
+        extra += ["--data-dir", str(Path(args.data_dir).resolve())]
+    if threads is not None and "--threads" not in given:
+        extra += ["--threads", str(threads)]
+    return "python -m bench " + shlex.join(argv + extra)
 
 
 def _check_writable(out: Path) -> None:
@@ -220,8 +259,17 @@ def _check_writable(out: Path) -> None:
         raise UsageError(
             f"--output-dir '{out}' cannot be created ({err.strerror}); choose a writable folder"
         ) from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UsageError(f"--output-dir '{out}' is not writable; choose a writable folder")
+    if not out.is_dir():
+        raise UsageError(f"--output-dir '{out}' is not a folder; choose a folder")
+    if not os.access(out, os.R_OK | os.X_OK):
+        raise UsageError(
+            f"--output-dir '{out}' is not readable (resuming reads its records); choose a readable folder"
+        )
+    try:  # a real write: os.access misses read-only mounts, immutable folders, and root's view
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise UsageError(f"--output-dir '{out}' is not writable ({err.strerror}); choose a writable folder") from None
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -302,10 +350,18 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_ls(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "regress":
+            from bench import regress
+
+            return regress.main(args)
         if args.command == "micro":
             from bench import micro
 
             return micro.main(args)
+        if args.command == "scale":
+            from bench import scale
+
+            return scale.main(args)
     except (BenchError, ValueError) as err:
         if args.debug:
             raise

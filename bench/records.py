@@ -10,8 +10,9 @@ File name: ``<method label>--<task>--seed<N>.json`` (``indent=2``, sorted keys).
 ``cost``    trainable_params, total_params, trainable_fraction, buffer_params (e.g. indices),
             peak_memory_mb (peak RSS of the job process; CUDA figures when on a GPU),
             memory (per-source detail), breakdown (CPU: exact bytes of parameters, gradients,
-            optimizer state and saved-for-backward tensors on one step), train_seconds, eval_seconds, train_tokens_per_s,
-            train_samples_per_s, eval_samples_per_s, steps_timed, warmup_steps
+            optimizer state and saved-for-backward tensors on one step), train_seconds,
+            eval_seconds, train_tokens_per_s, train_samples_per_s, eval_samples_per_s,
+            steps_timed, warmup_steps
 ``env``     package versions, python, platform, device, cpu/gpu name, threads
 """
 
@@ -66,6 +67,9 @@ def write_atomic(path: Path, text: str) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide records from others on a shared FS
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -86,7 +86,7 @@ def plan(
     tasks_spec: str,
     seeds: list[int],
     model: str | None,
-    budget: Budget,
+    budget: Budget | Callable[[Any], Budget],
     preset: str,
     smoke: bool,
     overrides: dict[str, dict[str, str]],
@@ -135,6 +135,8 @@ def plan(
                 lm_eval_bridge.check_supported(task)
             except UsageError as err:
                 problems.append(str(err))
+    if not _device_name_ok(device):  # only the name: CUDA may exist on the workers, not here
+        problems.append(f"--device '{device}' is not a device name; use auto, cpu, cuda or cuda:N")
     for task in selected_tasks:
         try:
             models.check(model or task.default_model)
@@ -170,7 +172,7 @@ def plan(
                         task=task.name,
                         seed=seed,
                         model=model or task.default_model,
-                        budget=asdict(budget),
+                        budget=asdict(budget(task) if callable(budget) else budget),
                         preset=preset,
                         smoke=smoke,
                         data_dir=str(Path(data_dir).resolve()) if data_dir else None,
@@ -351,6 +353,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def _device_name_ok(name: str) -> bool:
+    import torch
+
+    try:
+        return name == "auto" or isinstance(torch.device(name), torch.device)
+    except (RuntimeError, ValueError, TypeError):
+        return False
 
 
 def pick_device(name: str):
@@ -740,7 +751,12 @@ def _fallback_records(
     of ``replace_statuses``: a job stopped for its timeout records itself ``canceled``)."""
     for task, path in zip(job.tasks, job.record_paths, strict=True):
         fresh = path.exists() and path.stat().st_mtime >= started - 1
-        if fresh and existing_status(path) not in (None, *replace_statuses):
+        if fresh and existing_status(path) in replace_statuses:  # keep what the job recorded
+            record = records.load(path)
+            record.result.update(status=status, error=error)
+            records.save(record, job.output_dir)
+            continue
+        if fresh and existing_status(path) is not None:
             continue
         run = {**asdict(job), "task": task, "method_label": job.label, "finished_at": _now()}
         for key in ("label", "output_dir", "progress", "eval_tasks"):
@@ -777,15 +793,14 @@ def run_in_subprocess(
         proc = subprocess.Popen(command, stdin=subprocess.PIPE if payload else subprocess.DEVNULL, env=env, text=True)
         interrupted = timed_out = False
         try:
-            proc.communicate(payload, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _stop(proc, wait=0)
+            timed_out = _wait(proc, payload, timeout)
+            if timed_out:
+                _stop(proc, wait=0)
         except KeyboardInterrupt:
             # A terminal's Ctrl-C reached the child too and it records itself as canceled; an
             # engine's cancel (Ray, SLURM) interrupts only this process: then SIGTERM it.
             interrupted = True
-            _stop(proc, wait=10)
+            _stop(proc, wait=3)
     if timed_out:
         reason = f"timed out after {timeout:g}s (--job-timeout); the job was stopped"
         _fallback_records(job, "failed", reason, started, replace_statuses=("canceled",))
@@ -823,6 +838,24 @@ def accelerate_command(processes: int, script: list[str]) -> list[str]:
     ]
 
 
+def _wait(proc: subprocess.Popen, payload: str | None, timeout: float | None) -> bool:
+    """Send ``payload`` to ``proc`` and wait for it to end; True if ``timeout`` passed first.
+
+    Waits in 1 s slices: a blocking wait would not see a KeyboardInterrupt that Ray's cancel
+    raises with ``_thread.interrupt_main`` (no signal, so no interrupted system call).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        step = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic()))
+        try:
+            proc.communicate(payload, timeout=step)
+            return False
+        except subprocess.TimeoutExpired:
+            payload = None  # sent; communicate() goes on with the rest of it
+            if deadline is not None and time.monotonic() >= deadline:
+                return True
+
+
 def _stop(proc: subprocess.Popen, *, wait: float) -> None:
     """Give ``proc`` ``wait`` seconds to end, then SIGTERM (it records itself canceled), then
     SIGKILL 30 s later. A second Ctrl-C skips ahead."""
@@ -854,7 +887,10 @@ def main(argv: list[str] | None = None) -> int:
     data = json.loads(Path(argv[1]).read_text() if argv[:1] == ["--spec"] else sys.stdin.read())
     data["eval_tasks"] = tuple(data.get("eval_tasks") or ())
     spec = JobSpec(**data)
-    out = run_one(spec)
+    try:
+        out = run_one(spec)
+    except KeyboardInterrupt:  # Ctrl-C before run_one's own handler (its imports): the sweep records it
+        return EXIT_CODES["canceled"]
     return EXIT_CODES.get(worst_status(r.status for r in out), 1)
 
 
