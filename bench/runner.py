@@ -586,6 +586,7 @@ def run_one(spec: JobSpec) -> list[RunRecord]:
         status.update(status="ok")
     except Diverged as err:
         status.update(status="diverged", error=str(err))
+        train_result["losses"] = err.losses  # the steps before the loss broke, for diagnosis
     except KeyboardInterrupt:
         status.update(status="canceled", error="interrupted (Ctrl-C)")
     except Exception as err:  # a failed job becomes a record; the sweep goes on

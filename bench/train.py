@@ -28,7 +28,11 @@ IGNORE = -100  # label id that the loss ignores
 
 
 class Diverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite; ``losses`` holds the steps before it."""
+
+    def __init__(self, message: str, losses: list[float] | None = None) -> None:
+        super().__init__(message)
+        self.losses = losses or []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,7 +215,7 @@ def train(
         if ddp is not None:
             step_loss = ddp.mean(step_loss)
         if not math.isfinite(step_loss):
-            raise Diverged(f"loss became {step_loss} at step {step + 1}")
+            raise Diverged(f"loss became {step_loss} at step {step + 1}", losses=list(stats.losses))
         if budget.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, budget.max_grad_norm)
         optimizer.step()
