@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -340,11 +341,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
+            # SIGTERM (a scheduler, `kill`) stops a sweep like Ctrl-C: the running job records
+            # itself `canceled`, and the next run resumes it.
+            signal.signal(signal.SIGTERM, _terminate)
             return cmd_run(args)
         if args.command == "ls":
             return cmd_ls(args)
