@@ -14,8 +14,7 @@ written to a temp name in its folder and moved into place with ``os.replace``.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench import report
+from bench.records import write_atomic
 
 FORMATS = ("png", "pdf")
 _METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None}}  # byte-stable files
@@ -35,14 +35,9 @@ def save(fig: Figure, stem: Path) -> list[Path]:
     out = []
     for fmt in FORMATS:
         target = stem.with_name(f"{stem.name}.{fmt}")
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fig.savefig(fh, format=fmt, dpi=150, bbox_inches="tight", metadata=_METADATA[fmt])
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight", metadata=_METADATA[fmt])
+        write_atomic(target, buf.getvalue())
         out.append(target)
     return out
 

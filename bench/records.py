@@ -59,8 +59,8 @@ def record_name(label: str, task: str, seed: int) -> str:
     return f"{label}--{task}--seed{seed}.json"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``.
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` via a temp file in the same folder and ``os.replace``.
 
     A reader, or a sweep killed at any moment, sees the old file or the new one, never a
     half-written one.
@@ -69,10 +69,10 @@ def write_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide records from others on a shared FS
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide results from others on a shared FS
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
