@@ -7,6 +7,7 @@ exactly the same selection.
 
 from __future__ import annotations
 
+import zlib
 from typing import Literal
 
 import torch
@@ -90,3 +91,23 @@ def gradient_scores(
         for n, w in weights.items():
             w.requires_grad_(flags[n])
     return scores
+
+
+def layer_seed(seed: int, name: str) -> int:
+    """The per-layer seed of ``random`` selection, stable across runs and target lists; shared so
+    that NeuroAda and masked sparse tuning draw the same entries."""
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % 2**63
+
+
+def selection_scores(
+    model: torch.nn.Module, targets, selection: str, calibration, method: str
+) -> dict[str, torch.Tensor]:
+    """``|dL/dW|`` per target for ``gradient`` selection (empty for the data-free selections)."""
+    if selection != "gradient":
+        return {}
+    if calibration is None:
+        raise UsageError(
+            f"{method}.selection='gradient' needs calibration batches (apply(model, cfg, calibration=...)); "
+            "or use selection='magnitude'"
+        )
+    return gradient_scores(model, {n: m.weight for n, m in targets}, calibration)

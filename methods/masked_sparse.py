@@ -21,7 +21,6 @@ weight decay 0, the setting of most NeuroAda recipes.
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from torch.nn import functional as F
 from bench.errors import UsageError
 from bench.registry import METHODS
 from methods._base import find_targets, freeze, set_submodule, trainable_parameters
-from methods._selection import SELECTIONS, Selection, gradient_scores, select_indices
+from methods._selection import SELECTIONS, Selection, layer_seed, select_indices, selection_scores
 
 FILE = "masked_sparse.safetensors"
 INDICES, VALUES, INITIAL = "masked_sparse_indices", "masked_sparse_values", "masked_sparse_initial"
@@ -75,12 +74,6 @@ class MaskedSparseConfig:
                     "names (e.g. ('q_proj', 'v_proj'))"
                 )
             object.__setattr__(self, "target_modules", targets)
-
-
-def layer_seed(seed: int, name: str) -> int:
-    """The per-layer seed of ``random`` selection: NeuroAda's derivation (``methods/neuroada.py``
-    ``_layer_seed``), repeated so that both methods draw the same entries; a test checks they agree."""
-    return (seed * 1_000_003 + zlib.crc32(name.encode())) % 2**63
 
 
 class _MaskGrad(torch.autograd.Function):
@@ -190,14 +183,7 @@ class MaskedSparseMethod:
         targets = find_targets(model, cfg.target_modules)
         if any(isinstance(m, MaskedSparseLinear) for _, m in targets):
             raise UsageError("masked_sparse is already applied to this model; apply it to a fresh base model")
-        scores: dict[str, torch.Tensor] = {}
-        if cfg.selection == "gradient":
-            if calibration is None:
-                raise UsageError(
-                    "masked_sparse.selection='gradient' needs calibration batches: "
-                    "pass calibration=[batch, ...] to apply, or use selection='magnitude'"
-                )
-            scores = gradient_scores(model, {n: m.weight for n, m in targets}, calibration)
+        scores = selection_scores(model, targets, cfg.selection, calibration, "masked_sparse")
         # Every selection first, so that a bad k leaves the model untouched.
         indices = {
             name: select_indices(

@@ -36,7 +36,6 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -50,7 +49,7 @@ from torch import nn
 from bench.errors import UsageError
 from bench.registry import METHODS
 from methods._base import adamw, find_targets, freeze, set_submodule, trainable_parameters
-from methods._selection import SELECTIONS, Selection, gradient_scores, select_indices
+from methods._selection import SELECTIONS, Selection, layer_seed, select_indices, selection_scores
 
 ADAPTER_FILE = "neuroada.safetensors"
 _FORMAT = "peft-bench/neuroada/1"
@@ -630,11 +629,6 @@ class NeuroAdaLinear(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # The method
 # ---------------------------------------------------------------------------------------------
-def _layer_seed(seed: int, name: str) -> int:
-    """A per-layer seed for ``random`` selection, stable across runs and target lists."""
-    return (seed * 1_000_003 + zlib.crc32(name.encode())) % 2**63
-
-
 def neuroada_layers(model: nn.Module) -> list[tuple[str, NeuroAdaLinear]]:
     """The model's NeuroAda layers, by qualified name."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, NeuroAdaLinear)]
@@ -680,14 +674,7 @@ class NeuroAdaMethod:
         """Select indices for every target (all validated before the model changes), inject, freeze."""
         _require_fresh(model)
         targets = find_targets(model, cfg.target_modules)
-        scores: dict[str, torch.Tensor] = {}
-        if cfg.selection == "gradient":
-            if calibration is None:
-                raise UsageError(
-                    "neuroada.selection='gradient' needs calibration batches (apply(model, cfg, calibration=...)); "
-                    "or use selection='magnitude'"
-                )
-            scores = gradient_scores(model, {n: m.weight for n, m in targets}, calibration)
+        scores = selection_scores(model, targets, cfg.selection, calibration, "neuroada")
         layers = {
             name: (
                 linear,
@@ -695,7 +682,7 @@ class NeuroAdaMethod:
                     linear.weight,
                     cfg.k,
                     cfg.selection,
-                    seed=_layer_seed(cfg.seed, name),
+                    seed=layer_seed(cfg.seed, name),
                     score=scores.get(name),
                     name=name,
                 ),

@@ -12,8 +12,8 @@ import methods
 from bench.errors import UsageError
 from bench.models import tiny_llama, tiny_tokenizer
 from methods._base import count_parameters, find_targets, freeze
-from methods._selection import gradient_scores, select_indices
-from methods.masked_sparse import INDICES, MaskedAdamW, MaskedSparseConfig, MaskedSparseLinear, layer_seed
+from methods._selection import gradient_scores, layer_seed, select_indices
+from methods.masked_sparse import INDICES, MaskedAdamW, MaskedSparseConfig, MaskedSparseLinear
 
 TEXTS = ["the cat sat on the mat", "hi"]
 K = 2
