@@ -27,6 +27,26 @@ from tasks import glue  # noqa: F401
 NOT_IN_ALL = ("toy", "commonsense_mc")
 """Suites that ``--tasks all`` leaves out."""
 
+SUITE_TITLES: dict[str, str] = {
+    "commonsense": "Commonsense reasoning",
+    "arithmetic": "Arithmetic reasoning",
+    "glue": "GLUE",
+}
+"""Table headings of the papers' suites; other suites are titled by their name (:func:`suite_title`)."""
+
+PAPER_SUITES = ("commonsense", "arithmetic", "glue")
+"""The papers' suites, in their table order."""
+
+PAPER_ORDER = (
+    # commonsense (LLM-Adapters, LoReFT, NeuroAda)
+    *("boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa"),
+    # arithmetic (LoReFT's column order; the registry keeps NeuroAda's, see tasks/arithmetic.py)
+    *("gsm8k", "svamp", "aqua", "mawps", "addsub", "multiarith", "singleeq"),
+    # glue
+    *("glue_cola", "glue_sst2", "glue_mrpc", "glue_qqp", "glue_stsb", "glue_mnli", "glue_qnli", "glue_rte"),
+)
+"""The 23 paper tasks in the papers' column order (``bench/report.py``'s ``PAPER_TASK_ORDER``)."""
+
 get = TASKS.get
 names = TASKS.names
 
@@ -47,6 +67,29 @@ def suites() -> dict[str, list[str]]:
     for task in TASKS:
         out.setdefault(task.suite, []).append(task.name)
     return out
+
+
+def suite_order() -> list[str]:
+    """Every registered suite: :data:`PAPER_SUITES` first, then the others in registration order."""
+    return [*PAPER_SUITES, *(s for s in suites() if s not in PAPER_SUITES)]
+
+
+def suite_title(suite: str) -> str:
+    """A suite's table heading: :data:`SUITE_TITLES`, else the suite name."""
+    return SUITE_TITLES.get(suite, suite)
+
+
+def paper_order() -> list[str]:
+    """The 23 paper tasks in the papers' column order (:data:`PAPER_ORDER`).
+
+    :func:`names` differs in the arithmetic suite only, which registers in NeuroAda's order.
+    """
+    return list(PAPER_ORDER)
+
+
+def display_name(name: str) -> str:
+    """The table label of task ``name`` (:attr:`TaskConfig.display_name`); unknown names as given."""
+    return TASKS.get(name).display_name if name in TASKS else name
 
 
 def select(spec: str) -> list[TaskConfig]:

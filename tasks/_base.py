@@ -80,7 +80,10 @@ class TaskConfig:
     num_labels: int = 0
     """Classification labels (1 for regression); 0 for causal tasks."""
     higher_is_better: dict[str, bool] = field(default_factory=dict)
+    """Direction of every name in ``metrics`` (``True``: higher is better); all are required."""
     description: str = ""
+    display_name: str = ""
+    """Short label for table columns (``ARC-e``); empty means ``name``."""
     train_hub: HubSource | None = None
     """Hub source of the train split when it is not ``hub``'s own (a mixture such as
     commonsense_170k or math_10k); ``None`` trains on ``hub``'s ``train_split``."""
@@ -97,6 +100,16 @@ class TaskConfig:
             raise ValueError(f"task {self.name}: num_labels must be >= 1 for {self.kind}")
         if self.generator is None and self.eval_file is None and self.hub is None:
             raise ValueError(f"task {self.name}: give eval_file, hub or generator")
+        if not self.metrics:
+            raise ValueError(f"task {self.name}: metrics is empty; name at least the primary metric")
+        for metric in self.metrics:
+            if metric not in self.higher_is_better:
+                raise ValueError(
+                    f"task {self.name}: metric '{metric}' has no direction; add "
+                    f"higher_is_better={{'{metric}': True}} (False if lower is better)"
+                )
+        if not self.display_name:
+            object.__setattr__(self, "display_name", self.name)  # frozen: set the fallback once
 
     @property
     def head(self) -> str:

@@ -191,6 +191,16 @@ _LETTER_PROTOCOL = (
     "standalone A-E (not the article 'A'); exact match"
 )
 _CONTAMINATED = (MATH_TRAIN,)
+DISPLAY_NAMES = {
+    "gsm8k": "GSM8K",
+    "svamp": "SVAMP",
+    "aqua": "AQuA",
+    "mawps": "MAWPS",
+    "addsub": "AddSub",
+    "multiarith": "MultiArith",
+    "singleeq": "SingleEq",
+}
+"""Table labels (the papers' spelling)."""
 
 
 def _task(name: str, hub: HubSource, description: str, *, letter: bool = False, contaminated: bool = False):
@@ -215,6 +225,7 @@ def _task(name: str, hub: HubSource, description: str, *, letter: bool = False, 
         max_new_tokens=MAX_NEW_TOKENS,
         higher_is_better={"accuracy": True},
         description=description,
+        display_name=DISPLAY_NAMES[name],
         contaminated_by=_CONTAMINATED if contaminated else (),
     )
 

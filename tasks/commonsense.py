@@ -49,6 +49,17 @@ MIX_HUB = HubSource(
 )
 
 NAMES = ("boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa")
+DISPLAY_NAMES = {
+    "boolq": "BoolQ",
+    "piqa": "PIQA",
+    "siqa": "SIQA",
+    "hellaswag": "HellaS.",
+    "winogrande": "WinoG.",
+    "arc_easy": "ARC-e",
+    "arc_challenge": "ARC-c",
+    "openbookqa": "OBQA",
+}
+"""Table labels (the papers' abbreviations); the ``_mc`` variants use their names."""
 PER_TASK_TRAIN = {name: f"{name}/train.jsonl" for name in NAMES}
 """Each task's own train file, an alternative to the shared mixture (see :func:`per_task_train`)."""
 
@@ -351,6 +362,7 @@ def _generate_task(name: str) -> TaskConfig:
         max_new_tokens=MAX_NEW_TOKENS,
         higher_is_better={"accuracy": True},
         description=_DESCRIPTIONS[name],
+        display_name=DISPLAY_NAMES[name],
     )
 
 
@@ -416,6 +428,7 @@ def _mc_task(
         # The evaluator also reports accuracy_norm (log-likelihood per character).
         higher_is_better={"accuracy": True, "accuracy_norm": True},
         description=description,
+        display_name=f"{name}_mc",
     )
 
 

@@ -29,6 +29,17 @@ from tasks._base import HubSource, TaskConfig
 VERSION = 1
 MODEL = "minilm-l6"
 HUB_PATH = "nyu-mll/glue"
+DISPLAY_NAMES = {
+    "cola": "CoLA",
+    "sst2": "SST-2",
+    "mrpc": "MRPC",
+    "qqp": "QQP",
+    "stsb": "STS-B",
+    "mnli": "MNLI",
+    "qnli": "QNLI",
+    "rte": "RTE",
+}
+"""Table labels by GLUE config name (the GLUE paper's spelling)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,8 +184,9 @@ def _task(
         protocol=f"{'regress' if regress else 'classify'}: encoder + head, {', '.join(metrics)} in percent "
         f"on {HUB_PATH}/{config} {eval_split}",
         num_labels=num_labels,
-        higher_is_better={m: True for m in metrics},
+        higher_is_better={m: True for m in metrics},  # accuracy, F1 and correlations alike
         description=description,
+        display_name=DISPLAY_NAMES[config],
     )
 
 

@@ -62,10 +62,12 @@ def _cls_rows(split: Split) -> list[dict]:
 TOY_SUM = TASKS.register(
     TaskConfig(
         name="toy_sum",
+        display_name="toy_sum",
         suite="toy",
         kind="generate",
         version=1,
         metrics=("accuracy",),
+        higher_is_better={"accuracy": True},
         generator=_sum_rows,
         to_train=lambda r: {"prompt": r["question"], "target": r["answer"]},
         to_eval=lambda r: {"prompt": r["question"], "reference": r["answer"]},
@@ -81,10 +83,12 @@ TOY_SUM = TASKS.register(
 TOY_MC = TASKS.register(
     TaskConfig(
         name="toy_mc",
+        display_name="toy_mc",
         suite="toy",
         kind="multiple_choice",
         version=1,
         metrics=("accuracy",),
+        higher_is_better={"accuracy": True},
         generator=_mc_rows,
         to_train=lambda r: {"prompt": f"after {r['letter']}:", "target": " " + r["choices"][r["gold"]]},
         to_eval=lambda r: {
@@ -102,10 +106,12 @@ TOY_MC = TASKS.register(
 TOY_CLS = TASKS.register(
     TaskConfig(
         name="toy_cls",
+        display_name="toy_cls",
         suite="toy",
         kind="classify",
         version=1,
         metrics=("accuracy",),
+        higher_is_better={"accuracy": True},
         generator=_cls_rows,
         to_train=lambda r: {"text": r["sentence"], "text_pair": None, "label": r["label"]},
         to_eval=lambda r: {"text": r["sentence"], "text_pair": None, "label": r["label"]},

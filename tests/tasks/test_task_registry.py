@@ -101,6 +101,50 @@ def test_task_config_is_complete(name):
         assert task.hub.eval_split == ("validation_matched" if name == "glue_mnli" else "validation")
 
 
+# The papers' column labels (bench/report.py's TASK_TEX before it read them from the tasks).
+DISPLAY_NAMES = {
+    **{"boolq": "BoolQ", "piqa": "PIQA", "siqa": "SIQA", "hellaswag": "HellaS.", "winogrande": "WinoG."},
+    **{"arc_easy": "ARC-e", "arc_challenge": "ARC-c", "openbookqa": "OBQA"},
+    **{"gsm8k": "GSM8K", "svamp": "SVAMP", "aqua": "AQuA", "mawps": "MAWPS", "addsub": "AddSub"},
+    **{"multiarith": "MultiArith", "singleeq": "SingleEq"},
+    **{"glue_cola": "CoLA", "glue_sst2": "SST-2", "glue_mrpc": "MRPC", "glue_qqp": "QQP", "glue_stsb": "STS-B"},
+    **{"glue_mnli": "MNLI", "glue_qnli": "QNLI", "glue_rte": "RTE"},
+}
+
+
+@pytest.mark.parametrize("name", REGISTRY.names())
+def test_every_task_has_a_display_name_and_metric_directions(name):
+    task = tasks.get(name)
+    assert task.display_name == DISPLAY_NAMES.get(name, name)
+    assert tasks.display_name(name) == task.display_name
+    assert set(task.metrics) <= set(task.higher_is_better)
+
+
+def test_metric_directions():
+    assert tasks.get("glue_cola").higher_is_better == {"matthews_corr": True, "accuracy": True}
+    assert tasks.get("glue_stsb").higher_is_better == {"pearson": True, "spearman": True}
+    assert tasks.get("glue_mrpc").higher_is_better == {"f1": True, "accuracy": True}
+    assert tasks.get("toy_sum").higher_is_better == {"accuracy": True}
+
+
+def test_suite_titles_and_order():
+    assert tasks.SUITE_TITLES == {
+        "commonsense": "Commonsense reasoning",
+        "arithmetic": "Arithmetic reasoning",
+        "glue": "GLUE",
+    }
+    assert tasks.suite_order() == ["commonsense", "arithmetic", "glue", "toy", "commonsense_mc"]
+    assert [tasks.suite_title(s) for s in ("glue", "toy")] == ["GLUE", "toy"]
+    assert tasks.display_name("not_a_task") == "not_a_task"
+
+
+def test_paper_order():
+    # LoReFT's arithmetic columns; the registry (and --tasks all) keeps NeuroAda's
+    arithmetic_paper = ["gsm8k", "svamp", "aqua", "mawps", "addsub", "multiarith", "singleeq"]
+    assert tasks.paper_order() == COMMONSENSE + arithmetic_paper + GLUE
+    assert sorted(tasks.paper_order()) == sorted(PAPER_ORDER)
+
+
 def test_per_task_train_options():
     arc = commonsense.per_task_train(tasks.get("arc_easy"))
     assert (arc.train_file, arc.train_hub) == ("arc_easy/train.jsonl", None)
@@ -445,3 +489,10 @@ def test_task_configs_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         tasks.get("gsm8k").version = 2  # type: ignore[misc]
     assert REGISTRY.get("glue_cola") is glue.GLUE_COLA
+
+
+def test_a_metric_without_direction_is_refused():
+    cola = tasks.get("glue_cola")
+    with pytest.raises(ValueError, match=r"task glue_cola: metric 'matthews_corr' has no direction; add higher_is_b"):
+        dataclasses.replace(cola, higher_is_better={"accuracy": True})
+    assert dataclasses.replace(cola, display_name="").display_name == "glue_cola"
