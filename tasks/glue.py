@@ -14,12 +14,14 @@ glue_mnli, glue_qnli, glue_rte.
   for correlations). CoLA: Matthews (primary) and accuracy; MRPC and QQP: F1 of the positive
   class (paraphrase / duplicate, label 1; primary) and accuracy; STS-B: Pearson (primary) and
   Spearman; SST-2, MNLI (matched), QNLI, RTE: accuracy. A correlation with a constant side is
-  undefined and reported as 0. Metrics are pure Python (no scipy or sklearn).
+  undefined and reported as 0. Metrics come from sklearn (Matthews, F1) and scipy (Pearson,
+  Spearman).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,72 +45,62 @@ DISPLAY_NAMES = {
 
 
 # ---------------------------------------------------------------------------------------------
-# Metrics (pure; fractions, not percent)
+# Metrics (pure; fractions, not percent): sklearn and scipy, imported on first use because they
+# add about 2 s to every start of the CLI, and most runs score no GLUE task.
 # ---------------------------------------------------------------------------------------------
 def matthews_corrcoef(predictions: Sequence[int], references: Sequence[int]) -> float:
-    """Matthews correlation (multi-class form of Gorodkin 2004, binary MCC for two classes);
-    0.0 when undefined (a constant prediction or reference), as sklearn does."""
-    classes = sorted(set(references) | set(predictions))
-    n = len(references)
-    if n == 0:
-        return 0.0
-    correct = sum(p == r for p, r in zip(predictions, references, strict=True))
-    pred_count = {c: 0 for c in classes}
-    ref_count = {c: 0 for c in classes}
-    for p, r in zip(predictions, references, strict=True):
-        pred_count[p] += 1
-        ref_count[r] += 1
-    cov_pr = correct * n - sum(pred_count[c] * ref_count[c] for c in classes)
-    cov_pp = n * n - sum(v * v for v in pred_count.values())
-    cov_rr = n * n - sum(v * v for v in ref_count.values())
-    if cov_pp == 0 or cov_rr == 0:
-        return 0.0
-    return cov_pr / math.sqrt(cov_pp * cov_rr)
+    """Matthews correlation (sklearn: binary MCC, Gorodkin's multi-class form for more classes);
+    0.0 when undefined (a constant prediction or reference, as sklearn returns) or empty."""
+    from sklearn import metrics
+
+    if not references:
+        return 0.0  # sklearn refuses empty input; an empty eval set scores 0 like accuracy
+    return float(metrics.matthews_corrcoef(list(references), list(predictions)))
 
 
 def f1_binary(predictions: Sequence[int], references: Sequence[int], positive: int = 1) -> float:
-    """F1 of the ``positive`` class; 0.0 when it is neither predicted nor present."""
-    tp = sum(p == positive and r == positive for p, r in zip(predictions, references, strict=True))
-    fp = sum(p == positive and r != positive for p, r in zip(predictions, references, strict=True))
-    fn = sum(p != positive and r == positive for p, r in zip(predictions, references, strict=True))
-    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    """F1 of the ``positive`` class; 0.0 when it is neither predicted nor present, or empty."""
+    from sklearn import metrics
+
+    if not references:
+        return 0.0
+    # labels=[positive]: the F1 of that class whatever other labels occur (average="binary"
+    # refuses label sets without ``positive``); zero_division=0.0: no TP, FP or FN -> 0.0.
+    score = metrics.f1_score(
+        list(references), list(predictions), labels=[positive], average="macro", zero_division=0.0
+    )
+    return float(score)
 
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> float:
-    """Pearson correlation; 0.0 when either side is constant (undefined) or empty."""
-    if len(x) != len(y):
-        raise ValueError(f"pearson: {len(x)} predictions but {len(y)} references")
-    n = len(x)
-    if n == 0:
-        return 0.0
-    mx, my = math.fsum(x) / n, math.fsum(y) / n
-    sxy = math.fsum((a - mx) * (b - my) for a, b in zip(x, y, strict=True))
-    sxx = math.fsum((a - mx) ** 2 for a in x)
-    syy = math.fsum((b - my) ** 2 for b in y)
-    if sxx == 0 or syy == 0:
-        return 0.0
-    return sxy / math.sqrt(sxx * syy)
+    """Pearson correlation (scipy); 0.0 when either side is constant (undefined) or under 2 items."""
+    from scipy import stats
 
-
-def rank_average(values: Sequence[float]) -> list[float]:
-    """1-based ranks, ties sharing the mean of their ranks (``[10, 20, 20, 30] -> [1, 2.5, 2.5, 4]``)."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        mean_rank = (start + end) / 2 + 1
-        for k in range(start, end + 1):
-            ranks[order[k]] = mean_rank
-        start = end + 1
-    return ranks
+    return _correlation(stats.pearsonr, x, y)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman correlation: Pearson of the tie-averaged ranks (as scipy.stats.spearmanr)."""
-    return pearson(rank_average(x), rank_average(y))
+    """Spearman correlation (scipy: Pearson of the tie-averaged ranks); 0.0 when undefined."""
+    from scipy import stats
+
+    return _correlation(stats.spearmanr, x, y)
+
+
+def _correlation(
+    correlate: Callable[[Sequence[float], Sequence[float]], Any], x: Sequence[float], y: Sequence[float]
+) -> float:
+    from scipy import stats
+
+    if len(x) != len(y):
+        raise ValueError(f"{correlate.__name__}: {len(x)} predictions but {len(y)} references")
+    if len(x) < 2:
+        return 0.0  # scipy needs two points; one or none has no correlation
+    with warnings.catch_warnings():
+        # A constant side makes the correlation undefined: scipy warns and returns nan. We report
+        # 0.0 (no evidence of correlation), as the hand-written version before scipy did.
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        value = float(correlate(x, y)[0])
+    return 0.0 if math.isnan(value) else value
 
 
 def _accuracy(predictions: Sequence[Any], references: Sequence[Any]) -> float:

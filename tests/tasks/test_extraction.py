@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import math
-import random
-
 import pytest
 
 import tasks
 from bench.errors import UsageError
-from tasks import arithmetic, commonsense, glue
+from tasks import arithmetic, commonsense
 
 # ---------------------------------------------------------------------------------------------
 # Commonsense: the first whole word of the task's label set, case-insensitive
@@ -163,78 +160,3 @@ def test_gsm8k_rationale_drops_calculator_marks():
     target = arithmetic.gsm8k_rationale(answer)
     assert target == "Natalia sold 48/2 = 24 clips in May.\nSo 48+24 = 72.\nThe answer is 72."
     assert arithmetic.extract_number(target) == 72.0
-
-
-# ---------------------------------------------------------------------------------------------
-# GLUE metrics, against hand-computed values
-# ---------------------------------------------------------------------------------------------
-# TP = 2 (items 0, 4), FP = 1 (item 1), TN = 2 (items 2, 3), FN = 1 (item 5).
-BIN_PRED = [1, 1, 0, 0, 1, 0]
-BIN_REF = [1, 0, 0, 0, 1, 1]
-
-
-def test_matthews_binary():
-    # (TP*TN - FP*FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)) = (4 - 1) / sqrt(3^4) = 1/3
-    assert glue.matthews_corrcoef(BIN_PRED, BIN_REF) == pytest.approx(1 / 3, abs=1e-12)
-    assert glue.matthews_corrcoef(BIN_REF, BIN_REF) == pytest.approx(1.0)
-    assert glue.matthews_corrcoef([1 - r for r in BIN_REF], BIN_REF) == pytest.approx(-1.0)
-    assert glue.matthews_corrcoef([1] * 6, BIN_REF) == 0.0  # constant prediction: undefined -> 0
-    assert glue.matthews_corrcoef([], []) == 0.0
-
-
-def test_matthews_multiclass():
-    # n=4, 3 correct; prediction counts {0:2, 2:2}, reference counts {0:2, 1:1, 2:1}:
-    # (3*4 - (2*2 + 0*1 + 2*1)) / sqrt((16 - 8) * (16 - 6)) = 6 / sqrt(80)
-    assert glue.matthews_corrcoef([0, 2, 2, 0], [0, 1, 2, 0]) == pytest.approx(6 / math.sqrt(80), abs=1e-12)
-
-
-def test_f1_binary():
-    assert glue.f1_binary(BIN_PRED, BIN_REF) == pytest.approx(4 / 6)  # 2TP / (2TP + FP + FN)
-    assert glue.f1_binary([0, 0], [0, 0]) == 0.0
-    assert glue.f1_binary([1, 0], [1, 0]) == 1.0
-
-
-def test_pearson():
-    assert glue.pearson([1, 2, 3, 4], [2, 4, 6, 8]) == pytest.approx(1.0)
-    assert glue.pearson([1, 2, 3, 4], [8, 6, 4, 2]) == pytest.approx(-1.0)
-    # means 2 and 2: sxy = 1, sxx = syy = 2 -> 0.5
-    assert glue.pearson([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
-    assert glue.pearson([1, 1, 1], [1, 2, 3]) == 0.0  # constant side: undefined -> 0
-    with pytest.raises(ValueError):
-        glue.pearson([1, 2], [1])
-
-
-def test_rank_average_ties():
-    assert glue.rank_average([10, 20, 20, 30]) == [1.0, 2.5, 2.5, 4.0]
-    assert glue.rank_average([3, 1, 3, 3]) == [3.0, 1.0, 3.0, 3.0]
-    assert glue.rank_average([]) == []
-
-
-def test_spearman_with_ties():
-    # ranks [1, 2.5, 2.5, 4] vs [1, 2, 3, 4]: sxy = 4.5, sxx = 4.5, syy = 5 -> 4.5 / sqrt(22.5)
-    assert glue.spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(4.5 / math.sqrt(22.5), abs=1e-12)
-    assert glue.spearman([1, 2, 3, 4], [1, 4, 9, 16]) == pytest.approx(1.0)  # monotone
-
-
-def test_correlations_agree_with_scipy():
-    stats = pytest.importorskip("scipy.stats", reason="scipy is optional; the hand-computed cases above suffice")
-    rng = random.Random(0)
-    x = [rng.choice([0.0, 1.0, 2.5, 3.0, 5.0]) for _ in range(50)]  # many ties
-    y = [v + rng.gauss(0, 1) for v in x]
-    assert glue.pearson(x, y) == pytest.approx(stats.pearsonr(x, y)[0], abs=1e-12)
-    assert glue.spearman(x, y) == pytest.approx(stats.spearmanr(x, y)[0], abs=1e-12)
-
-
-def test_glue_scores_are_percent():
-    assert tasks.get("glue_cola").score(BIN_PRED, BIN_REF) == pytest.approx(
-        {"matthews_corr": 100 / 3, "accuracy": 100 * 4 / 6}
-    )
-    assert tasks.get("glue_mrpc").score(BIN_PRED, BIN_REF) == pytest.approx(
-        {"f1": 100 * 4 / 6, "accuracy": 100 * 4 / 6}
-    )
-    assert tasks.get("glue_qqp").score(BIN_PRED, BIN_REF) == tasks.get("glue_mrpc").score(BIN_PRED, BIN_REF)
-    assert tasks.get("glue_sst2").score([1, 0, 1, 1], [1, 0, 0, 1]) == {"accuracy": 75.0}
-    assert tasks.get("glue_mnli").score([0, 1, 2], [0, 1, 1]) == pytest.approx({"accuracy": 200 / 3})
-    assert tasks.get("glue_stsb").score([1.0, 2.0, 3.0], [1.0, 3.0, 2.0]) == pytest.approx(
-        {"pearson": 50.0, "spearman": 50.0}
-    )
