@@ -7,12 +7,20 @@ Defaults are defined once, here and in each method's config; presets hold only o
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Literal
 
 from bench.errors import UsageError
+
+
+def cache_dir() -> Path:
+    """Where converted models and compiled kernels are cached (``$BENCH_CACHE``, default
+    ``~/.cache/peft-bench``)."""
+    return Path(os.environ.get("BENCH_CACHE", Path.home() / ".cache" / "peft-bench"))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from bench.config import cache_dir  # re-exported: bench.models.cache_dir predates bench.config's
 from bench.errors import UsageError
 
 Head = Literal["causal_lm", "sequence_classification"]
@@ -54,11 +55,6 @@ ALIASES: dict[str, Alias] = {
         Alias("tiny-bert", "random-init 2-layer BERT (hidden 64) built in code; tests", None),
     )
 }
-
-
-def cache_dir() -> Path:
-    """Where converted models are cached (``$BENCH_CACHE``, default ``~/.cache/peft-bench``)."""
-    return Path(os.environ.get("BENCH_CACHE", Path.home() / ".cache" / "peft-bench"))
 
 
 # ---------------------------------------------------------------------------------------------
