@@ -6,7 +6,8 @@ Trainable ``values`` of shape (d_out, k), zero at init, add ``sum_j values[i, j]
 to output i; merging folds them in: ``W[i, idx[i, j]] += values[i, j]``. Row-major ``values``
 flattened is the official code's 1-D ``weight_new`` (its positions are ``i * d_in + idx[i, j]``).
 
-Why it is fast (measured on one CPU thread; ``python -m bench micro`` reproduces the numbers):
+This file reads config, layer (with its autograd function), method. Why it is fast (measured on one
+CPU thread; ``python -m bench micro`` reproduces the numbers):
 
 - forward: ``W + S`` (S = the scattered values) feeds one GEMM and is never saved for backward:
   the k*d_out entries are patched into W in place around the GEMM and restored bit-exactly from a
@@ -14,28 +15,16 @@ Why it is fast (measured on one CPU thread; ``python -m bench micro`` reproduces
   trains). On CPU a small C loop with prefetching writes the entries (twice as fast as scatter_).
 - backward saves only the layer input x (what LoRA saves too) and rebuilds ``W + S`` for
   ``grad_x = g @ (W + S)``. The value gradient ``grad[i, j] = sum_n g[n, i] * x[n, idx[i, j]]``
-  never forms a dense d_out x d_in tensor nor a (tokens, d_out, k) one. On CPU in fp32 two small C
-  kernels compute it (compiled once per machine with the system compiler; torch has no fused
-  gather-multiply-reduce): a gather vectorised over output rows for k <= 3, and for larger k a
-  sampled dense-dense product over 64-token blocks transposed in cache. Without a compiler, or in
-  fp64, torch ops do it (token-chunked gather for k <= 2, ``torch.sparse.sampled_addmm`` above).
-  On other devices (CUDA) a token-chunked gather + einsum in fp32 runs for every k: it uses no
-  CPU-only op, and a bf16 base with fp32 values works there as on CPU.
+  never forms a dense d_out x d_in tensor nor a (tokens, d_out, k) one: C kernels on CPU in fp32
+  (``methods/neuroada_kernels.c``, compiled once per machine by ``methods/_kernels.py``; torch has
+  no fused gather-multiply-reduce), torch ops otherwise (``methods/_sparse_ops.py``).
+  ``BENCH_NEUROADA_KERNEL=0`` turns the C kernels off.
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import hashlib
 import json
 import math
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -50,19 +39,18 @@ from bench.errors import UsageError
 from bench.registry import METHODS
 from methods._base import adamw, find_targets, freeze, set_submodule, trainable_parameters
 from methods._selection import SELECTIONS, Selection, layer_seed, select_indices, selection_scores
+from methods._sparse_ops import put_entries, value_grad
 
 ADAPTER_FILE = "neuroada.safetensors"
 _FORMAT = "peft-bench/neuroada/1"
-
-# Measured on a 1-thread CPU (110M LLaMA config, 1024 tokens per step); see the module docstring.
-_GATHER_MAX_K = 2  # torch fallback on CPU: token-chunked gather up to this k, sampled_addmm above
-_GATHER_CHUNK_TOKENS = 64  # torch fallback: a (64, d_out) gathered block stays in cache; 64-128 measured best
-_DEVICE_GATHER_ELEMENTS = 1 << 24  # other devices: bound a (tokens, d_out, k) gather chunk to 16M entries
 # Patch W in place up to this k, transient W + S copy above: equal step times at k=16, and the
 # copy's cost does not grow with k while 2*k*d_out scattered writes do.
 _PATCH_MAX_K = 16
 
 
+# ---------------------------------------------------------------------------------------------
+# The config
+# ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class NeuroAdaConfig:
     """NeuroAda's knobs.
@@ -141,373 +129,7 @@ class NeuroAdaConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# The bypass's autograd: W + S for the GEMMs, never saved; the value gradient without dense tensors
-# ---------------------------------------------------------------------------------------------
-# Small C kernels for CPU (compiled once per machine, see _kernel()): the fp32 value gradient, and
-# the scattered writes of the W + S patch. torch has no fused gather-multiply-reduce, and its
-# sampled_addmm needs g^T and x^T made contiguous first: on a 2048x768 layer with 1024 tokens
-# (1 thread) the kernels take 0.56 ms at k=1 (torch's chunked gather: 1.5 ms) and 2.0 ms at k=16
-# (torch's transposes + sampled_addmm: 9.5 ms).
-_KERNEL_SOURCE = r"""
-#include <stdint.h>
-#include <string.h>
-#ifdef __AVX512F__
-#include <immintrin.h>
-/* dst[c * ldd + r] = src[r * lds + c] for a full 16x16 tile, in registers */
-static inline void tile16(const float* src, int64_t lds, float* dst, int64_t ldd) {
-    __m512 r[16], t[16];
-    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 8; ++i) {
-        int a = (i / 4) * 8 + (i % 4);
-        t[a] = _mm512_shuffle_f32x4(r[a], r[a + 4], 0x88);
-        t[a + 4] = _mm512_shuffle_f32x4(r[a], r[a + 4], 0xDD);
-    }
-    for (int i = 0; i < 8; ++i) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
-    }
-    for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ldd, r[i]);
-}
-
-/* lane u of the result = the sum of p[u]'s 16 lanes (16 dot products finished at once) */
-static inline __m512 reduce16(const __m512* p) {
-    __m512 a[8], b[4], c[2];
-    for (int u = 0; u < 8; ++u)
-        a[u] = _mm512_add_ps(_mm512_unpacklo_ps(p[2 * u], p[2 * u + 1]), _mm512_unpackhi_ps(p[2 * u], p[2 * u + 1]));
-    for (int v = 0; v < 4; ++v)
-        b[v] = _mm512_add_ps(_mm512_shuffle_ps(a[2 * v], a[2 * v + 1], 0x44),
-                             _mm512_shuffle_ps(a[2 * v], a[2 * v + 1], 0xEE));
-    for (int w = 0; w < 2; ++w)
-        c[w] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * w], b[2 * w + 1], 0x88),
-                             _mm512_shuffle_f32x4(b[2 * w], b[2 * w + 1], 0xDD));
-    return _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xDD));
-}
-
-/* out[j0 + u] += dot(gr, xt row c[u]) for u < r <= 16, over m tokens (m a multiple of 16) */
-static inline void dots16(const float* gr, const float* xt, const int32_t* c, int r, int64_t m, float* out) {
-    __m512 p[16];
-    for (int u = 0; u < 16; ++u) p[u] = _mm512_setzero_ps();
-    if (r == 16) {
-        for (int64_t t = 0; t < m; t += 16) {
-            __m512 gv = _mm512_loadu_ps(gr + t);
-            for (int u = 0; u < 16; ++u) p[u] = _mm512_fmadd_ps(gv, _mm512_loadu_ps(xt + (int64_t)c[u] * m + t), p[u]);
-        }
-        _mm512_storeu_ps(out, _mm512_add_ps(_mm512_loadu_ps(out), reduce16(p)));
-        return;
-    }
-    for (int64_t t = 0; t < m; t += 16) {
-        __m512 gv = _mm512_loadu_ps(gr + t);
-        for (int u = 0; u < r; ++u) p[u] = _mm512_fmadd_ps(gv, _mm512_loadu_ps(xt + (int64_t)c[u] * m + t), p[u]);
-    }
-    __mmask16 mask = (__mmask16)((1u << r) - 1u);
-    _mm512_mask_storeu_ps(out, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), reduce16(p)));
-}
-#endif
-
-/* dst (cols x rows, contiguous) = src (rows x cols, row stride lds) transposed, in 16x16 tiles */
-static void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int nthreads) {
-    #pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int64_t c0 = 0; c0 < cols; c0 += 16) {
-        int64_t c1 = c0 + 16 < cols ? c0 + 16 : cols;
-        for (int64_t r0 = 0; r0 < rows; r0 += 16) {
-            int64_t r1 = r0 + 16 < rows ? r0 + 16 : rows;
-#ifdef __AVX512F__
-            if (r1 - r0 == 16 && c1 - c0 == 16) {
-                tile16(src + r0 * lds + c0, lds, dst + c0 * rows + r0, rows);
-                continue;
-            }
-#endif
-            for (int64_t r = r0; r < r1; ++r)
-                for (int64_t c = c0; c < c1; ++c) dst[c * rows + r] = src[r * lds + c];
-        }
-    }
-}
-
-/* W[i, idx[i, j]] = src[i, j] (bit copies of elem-byte entries; W rows ldw entries apart), prefetching
-   the rows ahead: twice as fast as torch's scatter_ on the scattered, mostly cold cache lines of W. */
-#define PUT_ROWS(T) \
-    { \
-        T* wt = (T*)w; \
-        const T* st = (const T*)src; \
-        for (int64_t i = 0; i < d_out; ++i) { \
-            if (i + 4 < d_out) \
-                for (int64_t j = 0; j < k; ++j) __builtin_prefetch(wt + (i + 4) * ldw + idx[(i + 4) * k + j], 1); \
-            for (int64_t j = 0; j < k; ++j) wt[i * ldw + idx[i * k + j]] = st[i * k + j]; \
-        } \
-    }
-void neuroada_put_rows(void* w, int64_t ldw, const int32_t* idx, const void* src, int64_t d_out, int64_t k,
-                       int64_t elem) {
-    if (elem == 2) PUT_ROWS(uint16_t)
-    else if (elem == 4) PUT_ROWS(uint32_t)
-    else if (elem == 8) PUT_ROWS(uint64_t)
-}
-
-/* Small k. out_t[j * d_out + i] = sum_n g[n, i] * x[n, idx_t[j * d_out + i]]: one gather per
-   entry from an x row that sits in L1, vectorised over i; output rows split over threads. */
-void neuroada_grad_gather(const float* g, int64_t ldg, const float* x, int64_t ldx, const int32_t* idx_t,
-                          float* out_t, int64_t n_tok, int64_t d_out, int64_t k, int nthreads) {
-    memset(out_t, 0, sizeof(float) * k * d_out);
-    int64_t part = (d_out + nthreads - 1) / nthreads;
-    #pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int64_t i0 = 0; i0 < d_out; i0 += part) {
-        int64_t i1 = i0 + part < d_out ? i0 + part : d_out;
-        for (int64_t n0 = 0; n0 < n_tok; n0 += 64) {
-            int64_t n1 = n0 + 64 < n_tok ? n0 + 64 : n_tok;
-            for (int64_t j = 0; j < k; ++j) {
-                float* __restrict a = out_t + j * d_out;
-                const int32_t* __restrict c = idx_t + j * d_out;
-                for (int64_t n = n0; n < n1; ++n) {
-                    const float* __restrict gr = g + n * ldg;
-                    const float* __restrict xr = x + n * ldx;
-                    #pragma omp simd
-                    for (int64_t i = i0; i < i1; ++i) a[i] += gr[i] * xr[c[i]];
-                }
-            }
-        }
-    }
-}
-
-/* Larger k: a sampled dense-dense product. Per block of nb tokens, g and x are transposed into
-   cache-resident scratch (gt: d_out x nb, xt: d_in x nb), then out[i, j] += dot(gt[i], xt[idx[i, j]]);
-   with AVX-512, 16 dots of a row are summed by one register transpose instead of 16 reductions. */
-void neuroada_grad_sddmm(const float* g, int64_t ldg, const float* x, int64_t ldx, const int32_t* idx,
-                         float* out, int64_t n_tok, int64_t d_out, int64_t d_in, int64_t k,
-                         float* gt, float* xt, int64_t nb, int nthreads) {
-    memset(out, 0, sizeof(float) * d_out * k);
-    for (int64_t n0 = 0; n0 < n_tok; n0 += nb) {
-        int64_t m = n0 + nb < n_tok ? nb : n_tok - n0;
-        transpose(g + n0 * ldg, ldg, m, d_out, gt, nthreads);
-        transpose(x + n0 * ldx, ldx, m, d_in, xt, nthreads);
-        #pragma omp parallel for num_threads(nthreads) schedule(static)
-        for (int64_t i = 0; i < d_out; ++i) {
-            const float* __restrict gr = gt + i * m;
-#ifdef __AVX512F__
-            if (m % 16 == 0) {  /* 16 dots at a time, one register transpose-reduce for all 16 */
-                for (int64_t j0 = 0; j0 < k; j0 += 16)
-                    dots16(gr, xt, idx + i * k + j0, (int)(k - j0 < 16 ? k - j0 : 16), m, out + i * k + j0);
-                continue;
-            }
-#endif
-            for (int64_t j = 0; j < k; ++j) {
-                const float* __restrict xr = xt + (int64_t)idx[i * k + j] * m;
-                float s = 0.f;
-                #pragma omp simd reduction(+ : s)
-                for (int64_t t = 0; t < m; ++t) s += gr[t] * xr[t];
-                out[i * k + j] += s;
-            }
-        }
-    }
-}
-"""
-_KERNEL_GATHER_MAX_K = 3  # the gather kernel up to this k, the SDDMM kernel above (measured crossover 3-4)
-_KERNEL_TOKEN_BLOCK = 64  # SDDMM tokens per block: gt and xt stay in L2; 64 and 128 measured equal
-
-
-@functools.lru_cache(maxsize=1)
-def _kernel() -> ctypes.CDLL | None:
-    """The C kernels, compiled once per machine into the bench cache; None (torch fallback) if no compiler.
-
-    ``PEFT_BENCH_NEUROADA_KERNEL=0`` disables them. The library's name hashes the source, the flags
-    and the CPU's feature flags, since ``-march=native`` code must not run on another CPU.
-    """
-    if os.environ.get("PEFT_BENCH_NEUROADA_KERNEL", "1") == "0":
-        return None
-    from bench.models import cache_dir
-
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    try:
-        cpu = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
-    except OSError:
-        cpu = platform.processor()
-    last_error = "no C compiler (cc or gcc) on PATH"
-    for flags in (["-O3", "-march=native", "-fopenmp"], ["-O3", "-march=native"], ["-O2"]):
-        key = hashlib.sha256("\0".join([_KERNEL_SOURCE, *flags, cpu, platform.machine()]).encode()).hexdigest()[:16]
-        lib_path = cache_dir() / "kernels" / f"neuroada_{key}.so"
-        try:
-            if not lib_path.exists():
-                if cc is None:
-                    break
-                lib_path.parent.mkdir(parents=True, exist_ok=True)
-                with tempfile.TemporaryDirectory(dir=lib_path.parent) as tmp:
-                    src, out = Path(tmp) / "neuroada.c", Path(tmp) / "neuroada.so"
-                    src.write_text(_KERNEL_SOURCE)
-                    subprocess.run(
-                        [cc, *flags, "-shared", "-fPIC", str(src), "-o", str(out)], check=True, capture_output=True
-                    )
-                    os.replace(out, lib_path)  # atomic: concurrent builders race harmlessly
-            lib = ctypes.CDLL(str(lib_path))
-        except (OSError, subprocess.CalledProcessError) as err:
-            last_error = getattr(err, "stderr", b"").decode(errors="replace")[-300:] or str(err)
-            continue
-        p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-        lib.neuroada_grad_gather.argtypes = [p, i64, p, i64, p, p, i64, i64, i64, i32]
-        lib.neuroada_grad_sddmm.argtypes = [p, i64, p, i64, p, p, i64, i64, i64, i64, p, p, i64, i32]
-        lib.neuroada_put_rows.argtypes = [p, i64, p, p, i64, i64, i64]
-        return lib
-    warnings.warn(
-        f"neuroada: C kernels unavailable ({last_error.strip()}); using torch ops (slower on CPU)", stacklevel=2
-    )
-    return None
-
-
-def _value_grad_kernel(lib: ctypes.CDLL, g2: torch.Tensor, x2: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """fp32 (d_out, k) value gradient from the C kernels; g2 and x2 fp32 with unit column stride."""
-    n, d_out = g2.shape
-    d_in, k = x2.shape[1], idx.shape[1]
-    threads = torch.get_num_threads()
-    idx32 = idx.to(torch.int32)
-    if k <= _KERNEL_GATHER_MAX_K:
-        idx_t = idx32.t().contiguous()
-        out_t = torch.empty(k, d_out)
-        lib.neuroada_grad_gather(
-            g2.data_ptr(), g2.stride(0), x2.data_ptr(), x2.stride(0), idx_t.data_ptr(), out_t.data_ptr(),
-            n, d_out, k, threads,
-        )  # fmt: skip
-        return out_t.t()
-    idx32 = idx32.contiguous()
-    out = torch.empty(d_out, k)
-    nb = _KERNEL_TOKEN_BLOCK
-    gt, xt = torch.empty(d_out * nb), torch.empty(d_in * nb)
-    lib.neuroada_grad_sddmm(
-        g2.data_ptr(), g2.stride(0), x2.data_ptr(), x2.stride(0), idx32.data_ptr(), out.data_ptr(),
-        n, d_out, d_in, k, gt.data_ptr(), xt.data_ptr(), nb, threads,
-    )  # fmt: skip
-    return out
-
-
-def _value_grad_gather(g2: torch.Tensor, x2: torch.Tensor, idx: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``grad[i, j] = sum_n g[n, i] * x[n, idx[i, j]]`` in ``dtype`` with torch ops (CPU), 64 tokens at a time."""
-    n, d_out = g2.shape
-    k = idx.shape[1]
-    out = torch.zeros(k, d_out, dtype=dtype)
-    cols = idx.t().contiguous()  # (k, d_out): one contiguous index vector per j
-    chunk = _GATHER_CHUNK_TOKENS
-    buf = torch.empty(chunk, d_out, dtype=x2.dtype)
-    for s in range(0, n, chunk):
-        gc = g2[s : s + chunk].to(dtype)
-        xc = x2[s : s + chunk]
-        xs = buf[: xc.shape[0]]
-        for j in range(k):
-            torch.index_select(xc, 1, cols[j], out=xs)
-            out[j] += xs.to(dtype).mul_(gc).sum(0)
-    return out.t()
-
-
-def _value_grad_device(g2: torch.Tensor, x2: torch.Tensor, idx: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The same gradient on any device (the CUDA path): all k at once, in token chunks that bound the
-    gathered (chunk, d_out, k) block to _DEVICE_GATHER_ELEMENTS entries; only index_select and einsum."""
-    n, d_out = g2.shape
-    k = idx.shape[1]
-    out = torch.zeros(k, d_out, dtype=dtype, device=g2.device)
-    chunk = max(1, _DEVICE_GATHER_ELEMENTS // (d_out * k))
-    flat_cols = idx.reshape(-1).long()
-    for s in range(0, n, chunk):
-        gc = g2[s : s + chunk].to(dtype)
-        xs = x2[s : s + chunk].index_select(1, flat_cols).view(-1, d_out, k).to(dtype)
-        out += torch.einsum("ni,nij->ji", gc, xs)
-    return out.t()
-
-
-def _value_grad_sddmm(g2: torch.Tensor, x2: torch.Tensor, idx: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The same gradient as torch's sampled dense-dense product on idx's CSR pattern (CPU; fp32/fp64).
-
-    ``sampled_addmm`` runs fast only with the token dimension contiguous in both operands, hence
-    the g^T and x^T copies; its result has idx's pattern, so ``.values()`` is row-major (d_out, k).
-    """
-    d_out, k = idx.shape
-    gt = torch.empty(d_out, g2.shape[0], dtype=dtype).copy_(g2.t())
-    xt = torch.empty(x2.shape[1], x2.shape[0], dtype=dtype).copy_(x2.t())
-    crow = torch.arange(0, d_out * k + 1, k, dtype=idx.dtype)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-        pattern = torch.sparse_csr_tensor(
-            crow,
-            idx.reshape(-1),
-            torch.zeros(d_out * k, dtype=dtype),
-            size=(d_out, xt.shape[0]),
-            check_invariants=False,
-        )
-        return torch.sparse.sampled_addmm(pattern, gt, xt.t(), beta=0.0).values().view(d_out, k)
-
-
-def value_grad(g2: torch.Tensor, x2: torch.Tensor, idx: torch.Tensor, values_dtype: torch.dtype) -> torch.Tensor:
-    """``grad[i, j] = sum_n g2[n, i] * x2[n, idx[i, j]]`` as ``values_dtype``, without a dense d_out x d_in
-    or a (tokens, d_out, k) tensor. Accumulates in fp32 (fp64 when an input is fp64)."""
-    dtype = torch.promote_types(torch.promote_types(x2.dtype, values_dtype), torch.float32)
-    if g2.device.type != "cpu":
-        out = _value_grad_device(g2, x2, idx, dtype)
-    elif dtype == torch.float32 and (lib := _kernel()) is not None:
-        g32 = g2 if g2.dtype == dtype and g2.stride(1) == 1 else g2.to(dtype).contiguous()
-        x32 = x2 if x2.dtype == dtype and x2.stride(1) == 1 else x2.to(dtype).contiguous()
-        out = _value_grad_kernel(lib, g32, x32, idx)
-    elif idx.shape[1] <= _GATHER_MAX_K:
-        out = _value_grad_gather(g2, x2, idx, dtype)
-    else:
-        out = _value_grad_sddmm(g2, x2, idx, dtype)
-    return out.to(values_dtype)
-
-
-def _put_entries(weight: torch.Tensor, idx: torch.Tensor, src: torch.Tensor) -> None:
-    """``weight[i, idx[i, j]] = src[i, j]`` in place (the C kernel on CPU, else ``scatter_``)."""
-    lib = _kernel() if weight.device.type == "cpu" and weight.stride(1) == 1 else None
-    if lib is None or weight.element_size() not in (2, 4, 8):
-        weight.scatter_(1, idx.long(), src)
-        return
-    idx32 = idx.to(torch.int32).contiguous()
-    src = src.to(weight.dtype).contiguous()
-    d_out, k = idx32.shape
-    lib.neuroada_put_rows(
-        weight.data_ptr(), weight.stride(0), idx32.data_ptr(), src.data_ptr(), d_out, k, weight.element_size()
-    )
-
-
-class _BypassFunction(torch.autograd.Function):
-    """``y = x (W + S)^T + b`` saving only x (and the values, a parameter) for backward."""
-
-    @staticmethod
-    def forward(ctx, x, values, weight, bias, layer):
-        with layer.effective_weight() as w_eff:
-            y = F.linear(x, w_eff, bias)
-        ctx.layer, ctx.x_dtype = layer, x.dtype
-        needs_x = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
-        ctx.save_for_backward(x if needs_x else None, values)
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        x, values = ctx.saved_tensors
-        layer = ctx.layer
-        weight, bias, idx = layer.weight, layer.bias, layer.neuroada_idx
-        d_out = weight.shape[0]
-        g2 = g.reshape(-1, d_out)
-        grad_x = grad_values = grad_weight = grad_bias = None
-        # The value gradient first: g is still in cache from the op that produced it.
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            x2 = x.reshape(-1, weight.shape[1])
-            if ctx.needs_input_grad[1]:
-                grad_values = value_grad(g2, x2, idx, values.dtype)
-            if ctx.needs_input_grad[2]:  # only when a caller unfroze the base weight
-                grad_weight = (g2.t() @ x2).to(weight.dtype)
-        if ctx.needs_input_grad[0]:
-            with layer.effective_weight() as w_eff:
-                grad_x = (g2 @ w_eff.to(g2.dtype)).view(*g.shape[:-1], weight.shape[1]).to(ctx.x_dtype)
-        if bias is not None and ctx.needs_input_grad[3]:
-            grad_bias = g2.sum(0).to(bias.dtype)
-        return grad_x, grad_values, grad_weight, grad_bias, None
-
-
-# ---------------------------------------------------------------------------------------------
-# The layer
+# The layer, and its autograd: W + S for the GEMMs, never saved; the value gradient without dense tensors
 # ---------------------------------------------------------------------------------------------
 class NeuroAdaLinear(nn.Module):
     """A frozen ``nn.Linear`` plus trainable values at k selected input columns per output row."""
@@ -610,11 +232,11 @@ class NeuroAdaLinear(nn.Module):
                 yield weight.detach().clone(memory_format=torch.contiguous_format).scatter_(1, idx.long(), patched)
                 self._entries_key = key
                 return
-            _put_entries(weight, idx, patched)
+            put_entries(weight, idx, patched)
             try:
                 yield weight
             finally:
-                _put_entries(weight, idx, self._entries)
+                put_entries(weight, idx, self._entries)
                 self._entries_key = (weight.data_ptr(), weight._version)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -624,6 +246,41 @@ class NeuroAdaLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"k={self.k}, values={self.neuroada_values.dtype}, merged={self.merged}"
+
+
+class _BypassFunction(torch.autograd.Function):
+    """``y = x (W + S)^T + b`` saving only x (and the values, a parameter) for backward."""
+
+    @staticmethod
+    def forward(ctx, x, values, weight, bias, layer):
+        with layer.effective_weight() as w_eff:
+            y = F.linear(x, w_eff, bias)
+        ctx.layer, ctx.x_dtype = layer, x.dtype
+        needs_x = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+        ctx.save_for_backward(x if needs_x else None, values)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, values = ctx.saved_tensors
+        layer = ctx.layer
+        weight, bias, idx = layer.weight, layer.bias, layer.neuroada_idx
+        d_out = weight.shape[0]
+        g2 = g.reshape(-1, d_out)
+        grad_x = grad_values = grad_weight = grad_bias = None
+        # The value gradient first: g is still in cache from the op that produced it.
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            x2 = x.reshape(-1, weight.shape[1])
+            if ctx.needs_input_grad[1]:
+                grad_values = value_grad(g2, x2, idx, values.dtype)
+            if ctx.needs_input_grad[2]:  # only when a caller unfroze the base weight
+                grad_weight = (g2.t() @ x2).to(weight.dtype)
+        if ctx.needs_input_grad[0]:
+            with layer.effective_weight() as w_eff:
+                grad_x = (g2 @ w_eff.to(g2.dtype)).view(*g.shape[:-1], weight.shape[1]).to(ctx.x_dtype)
+        if bias is not None and ctx.needs_input_grad[3]:
+            grad_bias = g2.sum(0).to(bias.dtype)
+        return grad_x, grad_values, grad_weight, grad_bias, None
 
 
 # ---------------------------------------------------------------------------------------------

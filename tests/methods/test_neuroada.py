@@ -19,7 +19,7 @@ from transformers import BertForSequenceClassification, LlamaForCausalLM
 import methods
 from bench.errors import UsageError
 from bench.models import tiny_bert, tiny_llama
-from methods import neuroada
+from methods import _sparse_ops, neuroada
 from methods._base import count_parameters, find_targets
 from methods._selection import select_indices
 from methods.neuroada import ADAPTER_FILE, NeuroAdaConfig, NeuroAdaLinear, neuroada_layers
@@ -37,8 +37,8 @@ EXACT = dict(rtol=0.0, atol=0.0)
 def value_path(request, monkeypatch):
     """Run a test with the C kernels (fp32 CPU value gradient) and again with the torch fallback."""
     if request.param == "torch":
-        monkeypatch.setattr(neuroada, "_kernel", lambda: None)
-    elif neuroada._kernel() is None:
+        monkeypatch.setattr(_sparse_ops, "_kernel", lambda: None)
+    elif _sparse_ops._kernel() is None:
         pytest.skip("no C compiler: the kernel path is unavailable")
     return request.param
 
@@ -123,43 +123,6 @@ def test_matches_dense_scatter_reference_fp32(k, value_path):
     torch.testing.assert_close(y.double(), y_ref, **FP32_TOL)
     torch.testing.assert_close(x_ours.grad.double(), x_ref.grad, **FP32_TOL)
     torch.testing.assert_close(layer.neuroada_values.grad.double(), v_ref.grad, **FP32_TOL)
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("k", [1, 2, 3, 5, 16, 20])  # gather (<= 3); SDDMM: partial, full, full + partial groups
-@pytest.mark.parametrize("shape", [(24, 40, 21), (40, 48, 135)])  # ragged 16x16 tiles and 64-token blocks
-def test_kernels_against_fp64(k, shape, threads):
-    lib = neuroada._kernel()
-    if lib is None:
-        pytest.skip("no C compiler: the kernel path is unavailable")
-    d_out, d_in, n = shape
-    gen = torch.Generator().manual_seed(k)
-    g, x = torch.randn(n, d_out, generator=gen), torch.randn(n, d_in, generator=gen)
-    idx = select_indices(torch.randn(d_out, d_in, generator=gen), k).to(torch.int32)
-    expected = (g.double().t() @ x.double()).gather(1, idx.long())
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        got = neuroada._value_grad_kernel(lib, g, x, idx)
-        got_strided = neuroada._value_grad_kernel(lib, torch.cat([g, g], 1)[:, :d_out], x, idx)  # row stride != d_out
-    finally:
-        torch.set_num_threads(before)
-    torch.testing.assert_close(got.double(), expected, **FP32_TOL)
-    torch.testing.assert_close(got_strided, got, **EXACT)
-
-
-@pytest.mark.parametrize("k", [1, 16])
-def test_device_path_math_on_cpu(k, monkeypatch):
-    """The path CUDA takes (gather + einsum in bounded token chunks), run on CPU tensors in fp64."""
-    monkeypatch.setattr(neuroada, "_DEVICE_GATHER_ELEMENTS", D_OUT * k * 4)  # 4 tokens per chunk
-    gen = torch.Generator().manual_seed(k)
-    g, x = torch.randn(21, D_OUT, generator=gen, dtype=torch.float64), torch.randn(21, D_IN, dtype=torch.float64)
-    idx = select_indices(torch.randn(D_OUT, D_IN, generator=gen), k).to(torch.int32)
-    expected = (g.t() @ x).gather(1, idx.long())
-    torch.testing.assert_close(neuroada._value_grad_device(g, x, idx, torch.float64), expected, **FP64_TOL)
-    got32 = neuroada._value_grad_device(g.to(torch.bfloat16), x.to(torch.bfloat16), idx, torch.float32)
-    assert got32.dtype == torch.float32  # a bf16 base accumulates in fp32
-    torch.testing.assert_close(got32.double(), expected, rtol=0.05, atol=0.1)  # bf16 inputs: 8-bit mantissa
 
 
 @pytest.mark.parametrize("patch_max_k", [16, 0])  # in-place patch, transient copy
