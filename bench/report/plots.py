@@ -21,8 +21,9 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench import report
 from bench.records import write_atomic
+from bench.report.frame import comparable
+from bench.report.table import main_table, mean_or_none, method_order, task_order
 
 FORMATS = ("png", "pdf")
 _METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None}}  # byte-stable files
@@ -49,8 +50,8 @@ def _colors(methods: list[str]) -> dict[str, str]:
 
 def suite_points(df: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
     """Per suite: (suite, y label, frame with method, score, trainable_pct, peak_memory_mb)."""
-    table = report.main_table(df)
-    ok = report.comparable(df)
+    table = main_table(df)
+    ok = comparable(df)
     out = []
     for suite, cols in table.groups:
         col = next((c for c in cols if c.is_average), cols[0] if len(cols) == 1 else None)
@@ -68,8 +69,8 @@ def suite_points(df: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
                 {
                     "method": m,
                     "score": cell.mean,
-                    "trainable_pct": report._mean_or_none(mine["trainable_pct"]),
-                    "peak_memory_mb": report._mean_or_none(mine["peak_memory_mb"]),
+                    "trainable_pct": mean_or_none(mine["trainable_pct"]),
+                    "peak_memory_mb": mean_or_none(mine["peak_memory_mb"]),
                 }
             )
         if rows:
@@ -111,7 +112,7 @@ def accuracy_vs_params(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     panels = [p for p in suite_points(df) if p[2]["trainable_pct"].notna().any()]
     if not panels:
         return []
-    colors = _colors(report.method_order(report.comparable(df)))
+    colors = _colors(method_order(comparable(df)))
     fig, axes = _panels(len(panels))
     for ax, (suite, label, frame) in zip(axes, panels, strict=True):
         _annotate(ax, frame, "trainable_pct", colors)
@@ -127,8 +128,8 @@ def accuracy_vs_memory(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     panels = [p for p in suite_points(df) if p[2]["peak_memory_mb"].notna().any()]
     if not panels:
         return []
-    colors = _colors(report.method_order(report.comparable(df)))
-    table = report.main_table(df)
+    colors = _colors(method_order(comparable(df)))
+    table = main_table(df)
     direction = {suite: all(c.higher_is_better for c in cols) for suite, cols in table.groups}
     fig, axes = _panels(len(panels))
     for ax, (suite, label, frame) in zip(axes, panels, strict=True):
@@ -148,12 +149,12 @@ def accuracy_vs_memory(df: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 
 def throughput(df: pd.DataFrame, out_dir: Path) -> list[Path]:
-    ok = report.comparable(df)
+    ok = comparable(df)
     ok = ok[ok["tokens_per_s"].notna()]
     if ok.empty:
         return []
-    methods = report.method_order(ok)
-    tasks = report.task_order(list(ok["task"]))
+    methods = method_order(ok)
+    tasks = task_order(list(ok["task"]))
     colors = _colors(methods)
     fig = Figure(figsize=(max(5.0, 0.5 * len(tasks) * len(methods) + 1.5), 3.6), layout="constrained")
     ax = fig.subplots()
@@ -177,7 +178,7 @@ def throughput(df: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 def k_sweep_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Comparable runs of the methods recorded with at least two values of k."""
-    ok = report.comparable(df)
+    ok = comparable(df)
     ok = ok[ok["k"].notna() & ok["method_name"].notna()]
     if ok.empty:
         return ok
@@ -189,7 +190,7 @@ def k_sweep(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     sweep = k_sweep_frame(df)
     if sweep.empty:
         return []
-    tasks = [t for t in report.task_order(list(sweep["task"])) if sweep[sweep["task"] == t]["k"].nunique() >= 2]
+    tasks = [t for t in task_order(list(sweep["task"])) if sweep[sweep["task"] == t]["k"].nunique() >= 2]
     if not tasks:
         return []
     fig, axes = _panels(len(tasks), width=3.6)
@@ -215,22 +216,9 @@ def k_sweep(df: pd.DataFrame, out_dir: Path) -> list[Path]:
 def write_all(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Every plot that the records allow; returns the files written."""
     out_dir = Path(out_dir)
-    if report.comparable(df).empty:
+    if comparable(df).empty:
         return []
     written: list[Path] = []
     for plot in (accuracy_vs_params, accuracy_vs_memory, throughput, k_sweep):
         written += plot(df, out_dir)
     return written
-
-
-__all__ = [
-    "accuracy_vs_memory",
-    "accuracy_vs_params",
-    "k_sweep",
-    "k_sweep_frame",
-    "pareto_front",
-    "save",
-    "suite_points",
-    "throughput",
-    "write_all",
-]

@@ -1,0 +1,154 @@
+"""The tables as data: column and row orders, averages over common tasks, ranking by metric
+direction, budget warnings, contamination and the notes under the main table."""
+
+from __future__ import annotations
+
+import pytest
+
+import tasks
+from bench.report import frame_of
+from bench.report.frame import comparable
+from bench.report.table import column_groups, main_table, method_order, task_order
+
+
+# ---------------------------------------------------------------------------------------------
+# What the fixture table must show (independent of the golden text)
+# ---------------------------------------------------------------------------------------------
+def test_columns_follow_the_paper_order_with_suite_averages(golden_frame):
+    table = main_table(golden_frame)
+    keys = [c.key for c in table.columns]
+    assert keys == [
+        "boolq",
+        "piqa",
+        "siqa",
+        "avg:commonsense",
+        "gsm8k",
+        "addsub",
+        "svamp",
+        "avg:arithmetic",
+        "glue_cola",
+        "glue_sst2",
+        "avg:glue",
+    ]
+    assert table.methods == ["full_ft", "lora", "neuroada", "neuroada@k=4"]
+
+
+def test_smoke_failed_and_diverged_runs_are_left_out(golden_frame):
+    table = main_table(golden_frame)
+    assert table.cells[("full_ft", "boolq")].n == 2  # not the smoke run's 99.0
+    assert table.cells[("lora", "gsm8k")].n == 1  # its seed 1 failed
+    assert table.cells[("neuroada@k=4", "svamp")].n == 1  # its seed 1 diverged
+    assert table.seeds["lora"] == "1–2"
+
+
+def test_average_is_over_tasks_every_method_has(golden_frame):
+    table = main_table(golden_frame)
+    lora = table.cells[("lora", "avg:commonsense")]
+    assert lora.mean == pytest.approx((61.2 + 61.5) / 2)  # siqa left out: lora has none
+    assert any("left out: siqa" in n for n in table.notes)
+
+
+def test_budget_differences_are_warned(golden_frame):
+    table = main_table(golden_frame)
+    assert len(table.warnings) == 1
+    assert table.warnings[0].startswith("runs on gsm8k differ in max_steps (40: full_ft")
+    assert "80: neuroada@k=4" in table.warnings[0]
+
+
+def test_contaminated_results_carry_a_dagger(golden_frame):
+    table = main_table(golden_frame)
+    assert table.cells[("lora", "addsub")].contaminated and not table.cells[("lora", "gsm8k")].contaminated
+    assert table.cells[("lora", "avg:arithmetic")].contaminated
+    assert any(n.startswith("†: trained on a file that contains eval problems of addsub") for n in table.notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranking and direction on records built in code
+# ---------------------------------------------------------------------------------------------
+def test_lower_is_better_metric_ranks_the_lowest_first(rec):
+    df = frame_of(
+        [
+            rec("a", "t", 0, 3.0, metric="loss", higher=False),
+            rec("b", "t", 0, 1.0, metric="loss", higher=False),
+            rec("c", "t", 0, 2.0, metric="loss", higher=False),
+        ]
+    )
+    table = main_table(df)
+    assert [table.cells[(m, "t")].rank for m in ("a", "b", "c")] == [None, 1, 2]
+
+
+def test_record_direction_decides_and_unknown_metrics_are_noted(rec):
+    items = [rec("a", "t", 0, 1.0, metric="weird", higher=None), rec("b", "t", 0, 2.0, metric="weird", higher=None)]
+    table = main_table(frame_of(items))
+    assert table.cells[("b", "t")].rank == 1
+    assert any("Direction unknown for metric(s) weird" in n for n in table.notes)
+    items = [rec(m, "t", 0, s, metric="weird", higher=False) for m, s in (("a", 1.0), ("b", 2.0))]
+    table = main_table(frame_of(items))
+    assert table.cells[("a", "t")].rank == 1 and not table.notes
+
+
+@pytest.mark.parametrize("higher", [None, True], ids=["registry", "record"])
+def test_cola_with_its_real_metric_has_a_known_direction(rec, higher):
+    # The bug: the report's own metric map lacked matthews_corr, glue_cola's primary metric.
+    assert tasks.get("glue_cola").metrics[0] == "matthews_corr"
+    items = [
+        rec(m, "glue_cola", 0, s, metric="matthews_corr", suite="glue", higher=higher)
+        for m, s in (("a", 40.0), ("b", 42.0))
+    ]
+    table = main_table(frame_of(items))
+    assert not any("Direction unknown" in n for n in table.notes)
+    assert table.notes == []
+    assert table.cells[("b", "glue_cola")].rank == 1
+
+
+def test_ties_share_a_rank_and_second_best_needs_three_entries(rec):
+    table = main_table(frame_of([rec("a", "t", 0, 5.0), rec("b", "t", 0, 4.0)]))
+    assert [table.cells[(m, "t")].rank for m in ("a", "b")] == [1, None]
+    items = [rec("a", "t", 0, 5.0), rec("b", "t", 0, 5.04), rec("c", "t", 0, 4.0)]
+    table = main_table(frame_of(items))
+    assert [table.cells[(m, "t")].rank for m in ("a", "b", "c")] == [1, 1, 2]  # 5.0 and 5.0 shown
+
+
+def test_dtype_and_gradient_checkpointing_differences_are_warned(rec):
+    items = [
+        rec("a", "t", 0, 1.0),
+        rec("b", "t", 0, 2.0, dtype="bfloat16", budget={"gradient_checkpointing": True}),
+    ]
+    (warning,) = main_table(frame_of(items)).warnings
+    assert "gradient_checkpointing (false: a; true: b)" in warning
+    assert 'dtype ("float32": a; "bfloat16": b)' in warning
+
+
+def test_task_version_differences_are_warned(rec):
+    items = [rec("a", "t", 0, 1.0, task_version=1), rec("b", "t", 0, 2.0, task_version=2)]
+    assert main_table(frame_of(items)).warnings == [
+        "runs on t differ in task_version (1: a; 2: b); they are not directly comparable."
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Orders
+# ---------------------------------------------------------------------------------------------
+def test_task_order_registry_then_first_seen(monkeypatch):
+    monkeypatch.setattr(tasks, "names", lambda: ["toy_b", "multiarith", "gsm8k", "toy_a"])
+    order = task_order(["zeta_task", "glue_rte", "toy_a", "gsm8k", "alpha_task", "boolq", "multiarith"])
+    assert order == ["multiarith", "gsm8k", "toy_a", "zeta_task", "glue_rte", "alpha_task", "boolq"]
+
+
+def test_columns_group_paper_suites_first(rec):
+    items = [
+        rec("a", t, 0, 50.0, suite=s) for t, s in (("toy_x", "toy"), ("glue_rte", "glue"), ("piqa", "commonsense"))
+    ]
+    groups = column_groups(comparable(frame_of(items)))
+    assert [s for s, _ in groups] == ["commonsense", "glue", "toy"]
+
+
+def test_unknown_suites_follow_the_registered_ones_first_seen(rec):
+    items = [rec("a", t, 0, 50.0, suite=s) for t, s in (("x1", "zeta"), ("x2", "alpha"), ("glue_rte", "glue"))]
+    groups = column_groups(comparable(frame_of(items)))
+    assert [s for s, _ in groups] == ["glue", "zeta", "alpha"]
+
+
+def test_method_order_known_methods_first_and_k_naturally(rec):
+    items = [rec(m, "t", 0, 1.0) for m in ("zz", "neuroada@k=16", "neuroada@k=4", "lora", "full_ft")]
+    assert method_order(frame_of(items)) == ["full_ft", "lora", "neuroada@k=4", "neuroada@k=16", "zz"]
