@@ -69,8 +69,16 @@ def default_targets(model: nn.Module) -> tuple[str, ...]:
         return BERT_TARGETS
     if {"fc1", "fc2"} <= names or {"c_attn"} <= names:
         return tuple(n for n in ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2") if n in names)
-    # Any other model: every nn.Linear that is not a head.
-    return tuple(sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}))
+    # Any other model: every nn.Linear that is not a head (find_targets would refuse those).
+    return tuple(
+        sorted(
+            {
+                n.rsplit(".", 1)[-1]
+                for n, m in model.named_modules()
+                if isinstance(m, nn.Linear) and not any(part in NEVER_ADAPT for part in n.split("."))
+            }
+        )
+    )
 
 
 def _matches(name: str, target: str) -> bool:
