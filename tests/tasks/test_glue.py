@@ -96,3 +96,26 @@ def test_glue_scores_are_percent():
         {"pearson": 50.0, "spearman": 50.0}
     )
     assert tasks.get("glue_stsb").score([3.0, 3.0], [1.0, 2.0]) == {"pearson": 0.0, "spearman": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("name", "row", "item"),
+    [
+        ("glue_cola", {"sentence": "It rains.", "label": 1}, {"text": "It rains.", "text_pair": None, "label": 1}),
+        (
+            "glue_mnli",
+            {"premise": "A dog runs.", "hypothesis": "An animal moves.", "label": 0},
+            {"text": "A dog runs.", "text_pair": "An animal moves.", "label": 0},
+        ),
+        (
+            "glue_stsb",
+            {"sentence1": "a", "sentence2": "b", "label": 3},
+            {"text": "a", "text_pair": "b", "label": 3.0},  # regression: a float label
+        ),
+    ],
+)
+def test_items(name, row, item):
+    task = tasks.get(name)
+    assert task.to_train(row) == item and task.to_eval(row) == item
+    assert type(task.to_eval(row)["label"]) is type(item["label"])
+    assert task.display_name == glue.DISPLAY_NAMES[name.removeprefix("glue_")]
