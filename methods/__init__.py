@@ -3,7 +3,10 @@
 To add a method: write ``methods/<name>.py`` with a frozen ``<Name>Config`` (validated in
 ``__post_init__``, with an ``lr`` field and its parameter-budget formula in the docstring) and a
 class registered with ``@METHODS.register`` that implements :class:`methods._base.Method`;
-then add its file stem to ``FILES`` below. Files starting with ``_`` hold shared code, not methods.
+then add its file stem to ``FILES`` below. Files starting with ``_`` hold shared code, not methods
+(``_base``: the interface and free functions; ``_selection``: index selection; ``_kernels``: the
+loader of C kernels shipped as ``methods/*.c``; ``_sparse_ops``: NeuroAda's gradient and scatter ops).
+Code here imports only ``bench.errors``, ``bench.registry``, ``bench.config`` and ``bench.records``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Task registry: one file per suite (``toy.py``, ``glue.py``, ``commonsense.py``, ``arithmetic.py``).
 
-To add a task: write a :class:`tasks._base.TaskConfig` in its suite's file and register it with
-``TASKS.register(...)``; to add a suite, add a file and import it below. Task names are unique
+To add a task: write a :class:`tasks._base.TaskConfig` in its suite's file (with its table label
+``display_name`` and a ``higher_is_better`` entry for every metric) and register it with
+``TASKS.register(...)``; to add a suite, add a file and import it below (and, for a table
+heading other than its name, an entry in :data:`SUITE_TITLES`). Task names are unique
 lowercase identifiers; suite names select every task of the suite (``--tasks glue``).
 
 ``--tasks all`` is the 23 tasks of the papers, in their column order (commonsense 8, arithmetic
