@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.args import add_progress
+
 CONFIGS = ("frozen", "lora", "dora", "full_ft", "masked_sparse", "official", "neuroada")
 K_CONFIGS = ("masked_sparse", "official", "neuroada")  # run once per --k
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -77,6 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--frozen-every", type=int, default=4, help="re-time frozen after this many configurations")
     run.add_argument("--json", dest="json_path", help="also write the rows as JSON to this file")
+    add_progress(parser)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,7 +316,7 @@ def main(args: argparse.Namespace) -> int:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
     rows: list[dict] = []
     skipped: set[str] = set()
-    bar = tqdm(plan, desc="micro", unit="config")
+    bar = tqdm(plan, desc="micro", unit="config", disable=args.no_progress)
     for name, k in bar:
         label = name + (f" k={k}" if k is not None else "")
         bar.set_postfix_str(label)

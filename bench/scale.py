@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.args import add_progress
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", default="1,2", help="comma list of Ray worker (CPU) counts (default: 1,2)")
@@ -23,43 +25,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", default="0,1", help="seeds (default: 0,1; with the defaults, 6 jobs)")
     parser.add_argument("--preset", default="smoke", help="budget preset (default: smoke)")
     parser.add_argument("--output-dir", default=None, help="keep the records here (default: a temporary folder)")
+    add_progress(parser)
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench import executors, runner
-    from bench.cli import positive_int_list
+    from bench import executors
+    from bench.args import int_list
     from bench.config import PRESETS, budget_for
+    from bench.launch import ExecutorOptions
+    from bench.plan import RunRequest, plan
 
     ray = executors.require("ray")
-    workers = positive_int_list(args.workers, "--workers")
-    seeds = positive_int_list(args.seeds, "--seeds")
+    workers = int_list(args.workers, "--workers")
+    seeds = int_list(args.seeds, "--seeds")
     budget = budget_for(args.preset)
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         base = Path(args.output_dir or tmp)
         rows, results = [], {}
         for n in workers:
-            jobs = runner.plan(
-                methods_spec=args.methods,
-                tasks_spec=args.tasks,
-                seeds=seeds,
-                model=None,
+            request = RunRequest(
+                methods=args.methods,
+                tasks=args.tasks,
+                seeds=tuple(seeds),
                 budget=budget,
                 preset=args.preset,
                 smoke=PRESETS[args.preset].smoke,
-                overrides={},
-                data_dir=None,
                 output_dir=str(base / f"workers{n}"),
                 threads=1,
                 device="cpu",
                 command=f"python -m bench scale --workers {args.workers}",
                 progress=False,
             )
+            jobs = plan(request)
             load = os.getloadavg()[0]  # other work on the machine shrinks the speed-up: say how busy it was
             ray.init(num_cpus=n, include_dashboard=False, log_to_driver=False)
             try:
                 start = time.perf_counter()
-                outcomes = runner.run_sweep(
-                    jobs, force=True, progress=False, executor="ray", options=executors.ExecutorOptions(gpus_per_job=0)
+                outcomes = executors.run(
+                    "ray", jobs, force=True, progress=not args.no_progress, options=ExecutorOptions(gpus_per_job=0)
                 )
                 seconds = time.perf_counter() - start
             finally:

@@ -15,10 +15,11 @@ import pytest
 import torch
 
 import methods
-from bench import models, runner
+from bench import models, plan
 from bench.cli import build_parser
 from bench.config import budget_for
 from bench.models import tiny_llama
+from bench.spec import JobSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted(p for pkg in ("bench", "methods", "tasks") for p in (ROOT / pkg).rglob("*.py"))
@@ -77,28 +78,25 @@ def test_remote_code_is_off_unless_the_user_passes_it():
     parser = build_parser()
     assert parser.parse_args(["run"]).trust_remote_code is False
     assert parser.parse_args(["run", "--trust-remote-code"]).trust_remote_code is True
-    assert runner.JobSpec.__dataclass_fields__["trust_remote_code"].default is False
-    for fn in (models.load, runner.plan, runner.model_skeleton):
+    assert JobSpec.__dataclass_fields__["trust_remote_code"].default is False
+    for fn in (models.load, plan.RunRequest, plan.model_skeleton):
         assert inspect.signature(fn).parameters["trust_remote_code"].default is False, fn.__name__
 
 
 @pytest.mark.parametrize("trust", [False, True])
 def test_the_flag_reaches_every_job(trust, tmp_path):
-    jobs = runner.plan(
-        methods_spec="lora",
-        tasks_spec="toy",
-        seeds=[0],
-        model=None,
+    request = plan.RunRequest(
+        methods="lora",
+        tasks="toy",
         budget=budget_for("smoke"),
         preset="smoke",
         smoke=True,
-        overrides={},
-        data_dir=None,
         output_dir=str(tmp_path),
         threads=1,
         device="cpu",
         trust_remote_code=trust,
     )
+    jobs = plan.plan(request)
     assert jobs and all(job.trust_remote_code is trust for job in jobs)
 
 

@@ -2,7 +2,7 @@
 no traceback, and nothing run. Extends tests/bench/test_cli.py (names, --set, sizes, --data-dir).
 
 Checked at plan time, before any model loads: method targets and ``k`` on a weightless skeleton
-of each model (``runner.model_skeleton``), every data file line by line, existing records.
+of each model (``plan.model_skeleton``), every data file line by line, existing records.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import config, records, report, runner  # noqa: F401  (imported before a fork, see as_nobody)
+import bench.commands.run  # noqa: F401  (imported before a fork, see as_nobody)
+from bench import config, executor_args, executors, plan, records, report  # noqa: F401  (likewise)
 from bench.cli import main
 
 NOBODY = 65534
@@ -119,12 +120,12 @@ def test_method_settings_checked_on_the_model_skeleton(capsys, tmp_path, argv, e
 def test_skeleton_has_no_weights_and_valid_settings_pass():
     import methods
 
-    skeleton = runner.model_skeleton("minilm-l6", "sequence_classification", 3)
+    skeleton = plan.model_skeleton("minilm-l6", "sequence_classification", 3)
     assert {p.device.type for p in skeleton.parameters()} == {"meta"}
     assert skeleton.config.num_labels == 3
     for name in methods.names():
         cfg = methods.get(name).config_cls()
-        assert runner.validate_on_skeleton(skeleton, cfg, method=name, model="minilm-l6") == []
+        assert plan.validate_on_skeleton(skeleton, cfg, method=name, model="minilm-l6") == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,7 +211,7 @@ def test_output_dir_is_a_file(capsys, tmp_path):
 def as_nobody(argv: list[str]) -> tuple[int, str]:
     """``main(argv)`` in a forked child running as user ``nobody`` (root is never denied access).
 
-    The child runs already-imported code only (the modules ``cmd_run`` imports are imported at
+    The child runs already-imported code only (the modules ``bench.commands.run`` imports are imported at
     the top of this file), so that it needs to read nothing that root's files hide from it.
     """
     read, write = os.pipe()

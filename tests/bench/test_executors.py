@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli, executors, runner
+from bench import cli, executor_args, executors
 from bench.config import budget_for
 from bench.errors import UsageError
+from bench.plan import RunRequest
+from bench.plan import plan as plan_jobs
+from bench.spec import JobSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS = Path(__file__).resolve().parent / "hooks"
@@ -114,28 +117,27 @@ def test_ray_job_timeout_records_failed(ray_address, tmp_path, monkeypatch):
 
     monkeypatch.setattr(executors.ExecutorOptions, "launch", hanging)
     options = executors.ExecutorOptions(gpus_per_job=0, job_timeout=2)
-    outcomes = runner.run_sweep(jobs, progress=False, executor="ray", options=options)
+    outcomes = executors.run("ray", jobs, progress=False, options=options)
     assert [status for _, status in outcomes] == ["failed"]
     rec = json.loads((tmp_path / "lora--toy_sum--seed0.json").read_text())
     assert rec["result"]["status"] == "failed"
     assert rec["result"]["error"].startswith("timed out after 2s (--job-timeout)")
 
 
-def plan(tasks: str, out: Path) -> list[runner.JobSpec]:
-    return runner.plan(
-        methods_spec="lora",
-        tasks_spec=tasks,
-        seeds=[0],
-        model=None,
-        budget=budget_for("smoke"),
-        preset="smoke",
-        smoke=True,
-        overrides={},
-        data_dir=None,
-        output_dir=str(out),
-        threads=1,
-        device="cpu",
-        progress=False,
+def plan(tasks: str, out: Path) -> list[JobSpec]:
+    return plan_jobs(
+        RunRequest(
+            methods="lora",
+            tasks=tasks,
+            seeds=(0,),
+            budget=budget_for("smoke"),
+            preset="smoke",
+            smoke=True,
+            output_dir=str(out),
+            threads=1,
+            device="cpu",
+            progress=False,
+        )
     )
 
 
@@ -287,8 +289,8 @@ def test_bad_flags_are_one_line_errors(argv, message, tmp_path, capsys, monkeypa
 
 
 def test_a_missing_extra_says_how_to_install_it(capsys, monkeypatch):
-    real = executors.importlib.util.find_spec
-    monkeypatch.setattr(executors.importlib.util, "find_spec", lambda n: None if n == "ray" else real(n))
+    real = executor_args.importlib.util.find_spec
+    monkeypatch.setattr(executor_args.importlib.util, "find_spec", lambda n: None if n == "ray" else real(n))
     code = cli.main(["run", "--methods", "lora", "--tasks", "toy_sum", "--executor", "ray"])
     err = capsys.readouterr().err
     assert code == 2 and "pip install -e '.[ray]'" in err and err.count("\n") == 1
@@ -302,7 +304,7 @@ def test_slurm_config_file_and_flags(tmp_path):
         ["run", "--executor", "slurm", "--slurm-mode", "local", "--slurm-config", str(conf), "--slurm-time", "2:00:00"]
         + ["--slurm-setup", "source .venv/bin/activate", "--output-dir", str(tmp_path)]
     )
-    options = executors.options_from_args(args, budget_for("smoke"))
+    options = executor_args.options_from_args(args, budget_for("smoke"))
     assert options.slurm_parameters == {
         "slurm_partition": "a100",
         "timeout_min": 120,  # the flag wins over the file
@@ -310,16 +312,16 @@ def test_slurm_config_file_and_flags(tmp_path):
     }
     conf.write_text("slurm_partiton = 'a100'\n")
     with pytest.raises(UsageError, match="submitit rejected the SLURM settings"):
-        executors.options_from_args(args, budget_for("smoke"))
+        executor_args.options_from_args(args, budget_for("smoke"))
 
 
 @pytest.mark.parametrize(
     ("text", "minutes"), [("90", 90), ("30:00", 30), ("2:00:00", 120), ("1-00", 1440), ("1-2:30:01", 1591)]
 )
 def test_slurm_time_formats(text, minutes):
-    assert executors.parse_slurm_time(text) == minutes
+    assert executor_args.parse_slurm_time(text) == minutes
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("2h", 7200), ("1d", 86400)])
 def test_job_timeout_formats(text, seconds):
-    assert executors.parse_duration(text, "--job-timeout") == seconds
+    assert executor_args.parse_duration(text, "--job-timeout") == seconds

@@ -6,30 +6,28 @@ from pathlib import Path
 
 import pytest
 
-from bench import runner
 from bench.config import budget_for
 from bench.errors import UsageError
+from bench.plan import RunRequest
+from bench.plan import plan as plan_jobs
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def plan(tasks: str, **kw):
     args = dict(
-        methods_spec="lora,full_ft",
-        tasks_spec=tasks,
-        seeds=[0, 1],
-        model=None,
+        methods="lora,full_ft",
+        tasks=tasks,
+        seeds=(0, 1),
         budget=budget_for("smoke"),
         preset="smoke",
         smoke=True,
-        overrides={},
-        data_dir=None,
         output_dir="/tmp/unused",
         threads=1,
         device="cpu",
     )
     args.update(kw)
-    return runner.plan(**args)
+    return plan_jobs(RunRequest(**args))
 
 
 def test_tasks_sharing_a_training_set_train_once():

@@ -1,0 +1,314 @@
+"""Planning a sweep: a :class:`RunRequest` becomes validated :class:`~bench.spec.JobSpec` s.
+
+Every name is resolved and every config, data file and model skeleton is checked before any
+model loads; all problems are collected and raised as one :class:`~bench.errors.UsageError`.
+Tasks that share their training (the commonsense mixture, math_10k) form one job per method
+and seed, trained once and evaluated task by task.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import records
+from bench.config import Budget, build_config, config_to_dict, method_label
+from bench.errors import UsageError
+from bench.spec import JobSpec
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a user asked for: methods x tasks x seeds, under one budget, written to one folder."""
+
+    methods: str
+    """``--methods``: a comma list of method names, or ``all``."""
+    tasks: str
+    """``--tasks``: a comma list of task or suite names, or ``all``."""
+    output_dir: str
+    budget: Budget | Callable[[Any], Budget]
+    """One budget, or a function of the task (presets may set per-suite budgets)."""
+    seeds: tuple[int, ...] = (0,)
+    model: str | None = None
+    """Alias, folder or hub name; None: each task's default model."""
+    preset: str = "custom"
+    smoke: bool = False
+    """A reduced budget or --limit: the records are kept out of report tables."""
+    overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    """``--set``: method -> field -> value (strings, converted by the config's types)."""
+    data_dir: str | None = None
+    threads: int | None = None
+    device: str = "auto"
+    command: str = ""
+    """The command line that reruns the sweep, kept in every record."""
+    trust_remote_code: bool = False
+    progress: bool = True
+    train_per_task: bool = False
+    evaluator: str = "native"
+
+    def budget_of(self, task) -> Budget:
+        return self.budget(task) if callable(self.budget) else self.budget
+
+
+def plan(request: RunRequest) -> list[JobSpec]:
+    """Jobs for methods x task groups x seeds, after validating every name, config and file."""
+    import methods as method_registry
+    import tasks as task_registry
+
+    method_names = select_methods(request.methods)
+    selected = task_registry.select(request.tasks)
+    problems: list[str] = []
+    if request.train_per_task:
+        try:
+            selected = [task_registry.per_task_train(t) for t in selected]
+        except UsageError as err:
+            problems.append(f"--train-per-task: {err}")
+    unknown = sorted(set(request.overrides) - set(method_names))
+    if unknown:
+        problems.append(f"--set names method(s) not in --methods: {', '.join(unknown)}; add them to --methods")
+    configs: dict[str, Any] = {}
+    for name in method_names:
+        try:
+            configs[name] = build_config(method_registry.get(name).config_cls, name, request.overrides.get(name, {}))
+        except UsageError as err:
+            problems.append(str(err))
+    problems += check_tasks(request, selected)
+    if problems:
+        raise UsageError("; ".join(dict.fromkeys(problems)))
+    problems = validate_on_skeletons(selected, request.model, configs, request.trust_remote_code)
+    if problems:
+        raise UsageError("; ".join(dict.fromkeys(problems)))
+    jobs = [
+        job_spec(request, group, name, configs[name], seed)
+        for group in group_by_training(selected, request.model)
+        for name in method_names
+        for seed in request.seeds
+    ]
+    newer = [msg for job in jobs for path in job.record_paths if (msg := newer_record(path))]
+    if newer:
+        raise UsageError("; ".join(newer))
+    return jobs
+
+
+def job_spec(request: RunRequest, group: list, method: str, config: Any, seed: int) -> JobSpec:
+    task = group[0]
+    overrides = request.overrides.get(method, {})
+    return JobSpec(
+        method=method,
+        label=method_label(method, overrides),
+        method_config=config_to_dict(config),
+        task=task.name,
+        seed=seed,
+        model=request.model or task.default_model,
+        budget=asdict(request.budget_of(task)),
+        preset=request.preset,
+        smoke=request.smoke,
+        data_dir=str(Path(request.data_dir).resolve()) if request.data_dir else None,
+        output_dir=str(Path(request.output_dir)),
+        threads=request.threads,
+        device=request.device,
+        command=request.command,
+        trust_remote_code=request.trust_remote_code,
+        progress=request.progress,
+        eval_tasks=tuple(t.name for t in group),
+        train_per_task=request.train_per_task,
+        evaluator=request.evaluator,
+    )
+
+
+def check_tasks(request: RunRequest, selected: list) -> list[str]:
+    """Problems with the tasks: the evaluator's support, the device name, models, data files."""
+    from bench import models
+
+    problems: list[str] = []
+    if request.evaluator == "lm-eval":
+        from bench import lm_eval_bridge
+
+        for task in selected:
+            try:
+                lm_eval_bridge.check_supported(task)
+            except UsageError as err:
+                problems.append(str(err))
+    if not device_name_ok(request.device):  # only the name: CUDA may exist on the workers, not here
+        problems.append(f"--device '{request.device}' is not a device name; use auto, cpu, cuda or cuda:N")
+    data_dir = request.data_dir
+    for task in selected:
+        try:
+            models.check(request.model or task.default_model)
+        except UsageError as err:
+            problems.append(str(err))
+        if data_dir is None or task.generator is not None:
+            continue
+        for split, rel in (("eval", task.eval_file), ("train", task.train_file)):
+            if rel is None or not (Path(data_dir) / rel).is_file():
+                problems.append(
+                    f"data dir '{data_dir}' has no {split} file for task '{task.name}' "
+                    f"({rel}); point --data-dir at a folder laid out like shared/data"
+                )
+                continue
+            try:  # a broken line or a missing field, named by file and line, before any job runs
+                task.load(split, data_dir)
+            except UsageError as err:
+                problems.append(str(err))
+    return problems
+
+
+def newer_record(path: Path) -> str | None:
+    """Why the record at ``path`` must not be overwritten: it comes from a newer schema version.
+
+    Resuming treats an unreadable record as unfinished and reruns it; a newer record is
+    readable, just not by this version, and rerunning would silently replace it.
+    """
+    try:
+        version = json.loads(path.read_text(encoding="utf-8")).get("schema_version")
+    except (OSError, ValueError, AttributeError):
+        return None  # absent, or partial/foreign: the job reruns and replaces it
+    if isinstance(version, int) and not isinstance(version, bool) and version > records.SCHEMA_VERSION:
+        return (
+            f"record '{path}' has schema_version {version}, newer than this peft-bench "
+            f"({records.SCHEMA_VERSION}); upgrade peft-bench, or pass another --output-dir"
+        )
+    return None
+
+
+def model_skeleton(model: str, head: str, num_labels: int, trust_remote_code: bool = False):
+    """``model`` with ``head`` built on the meta device: every module and shape, no weights.
+
+    From the config alone (tiny aliases: their code; folders and packaged models: config.json),
+    in well under a second for any size. None where the config cannot be had without network
+    or converting weights (an uncached ``smollm2-135m``, a hub name offline): the job checks then.
+    """
+    import torch
+
+    from bench import models
+
+    if model in ("tiny-llama", "tiny-bert"):
+        with torch.device("meta"):
+            return models.load(model, head, num_labels=num_labels)[0]
+    if model == "smollm2-135m" and not (models.cache_dir() / "smollm2-135m-instruct" / "config.json").exists():
+        return None
+    source = models.resolve(model)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        if isinstance(source, Path):
+            raise UsageError(
+                f"model folder '{model}' has an unreadable config.json ({str(err).splitlines()[0]}); "
+                "pass a folder saved with save_pretrained"
+            ) from None
+        return None  # a hub name without network: the job reports it
+    if head == "sequence_classification":
+        config.num_labels = num_labels
+    auto = AutoModelForCausalLM if head == "causal_lm" else AutoModelForSequenceClassification
+    try:
+        with torch.device("meta"):
+            return auto.from_config(config, trust_remote_code=trust_remote_code)
+    except ValueError:
+        kind = "a causal LM" if head == "causal_lm" else "a sequence-classification"
+        raise UsageError(
+            f"model '{model}' ({config.model_type}) has no {kind} head, which its tasks need; "
+            "choose a model of that kind with --model"
+        ) from None
+
+
+def validate_on_skeleton(skeleton, cfg: Any, *, method: str, model: str) -> list[str]:
+    """Dry-run a method config's target resolution and ``k`` check on a weightless model.
+
+    Generic over config fields, not method names: ``target_modules`` is resolved exactly as
+    ``apply`` does (``methods._base.find_targets``), and a ``k`` (connections per output row)
+    must be smaller than the input size of every target layer, as selection requires.
+    """
+    from methods._base import find_targets
+
+    if not hasattr(cfg, "target_modules") and not hasattr(cfg, "k"):
+        return []  # e.g. full fine-tuning: nothing to resolve
+    try:
+        targets = find_targets(skeleton, getattr(cfg, "target_modules", None))
+    except UsageError as err:
+        return [f"{method}.target_modules on model '{model}': {err}"]
+    k = getattr(cfg, "k", None)
+    if isinstance(k, int) and targets:
+        name, layer = min(targets, key=lambda nm: nm[1].in_features)
+        if k >= layer.in_features:
+            return [
+                f"{method}.k={k} must be smaller than the input size {layer.in_features} of '{name}' "
+                f"in model '{model}'; use {method}.k <= {layer.in_features - 1}, or full_ft"
+            ]
+    return []
+
+
+def validate_on_skeletons(selected: list, model: str | None, configs: dict[str, Any], trust_remote_code: bool):
+    """Problems of each method config on each model the tasks use (one skeleton per model and head)."""
+    problems: list[str] = []
+    built: set[tuple[str, str, int]] = set()
+    for task in selected:
+        key = (model or task.default_model, task.head, task.num_labels)
+        if key in built:
+            continue
+        built.add(key)
+        try:
+            skeleton = model_skeleton(*key, trust_remote_code=trust_remote_code)
+        except UsageError as err:
+            problems.append(str(err))
+            continue
+        if skeleton is None:
+            continue
+        for name, cfg in configs.items():
+            problems += validate_on_skeleton(skeleton, cfg, method=name, model=key[0])
+    return problems
+
+
+def group_by_training(selected: list, model: str | None) -> list[list]:
+    """Tasks in groups that can share one training run, in first-seen order."""
+
+    def key(task):
+        if task.generator is not None or task.train_file is None:
+            return ("alone", task.name)
+        return (task.train_file, task.train_hub, task.to_train, task.head, model or task.default_model)
+
+    groups: list[tuple[Any, list]] = []
+    for task in selected:
+        k = key(task)
+        for gk, members in groups:
+            if gk == k:
+                members.append(task)
+                break
+        else:
+            groups.append((k, [task]))
+    return [members for _, members in groups]
+
+
+def select_methods(spec: str) -> list[str]:
+    """``--methods``: a comma list of method names, or ``all``."""
+    import methods as method_registry
+    from bench.registry import did_you_mean
+
+    parts = [p.strip() for p in spec.split(",")]
+    if not spec.strip() or any(not p for p in parts):
+        raise UsageError(f"--methods '{spec}' is not a comma list of names; e.g. --methods neuroada,lora")
+    out: list[str] = []
+    for part in parts:
+        names = method_registry.names() if part == "all" else [part]
+        for name in names:
+            if name not in method_registry.names():
+                choices = [*method_registry.names(), "all"]
+                raise UsageError(
+                    f"unknown method '{name}'{did_you_mean(name, choices)} available: {', '.join(choices)}"
+                )
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def device_name_ok(name: str) -> bool:
+    import torch
+
+    try:
+        return name == "auto" or isinstance(torch.device(name), torch.device)
+    except (RuntimeError, ValueError, TypeError):
+        return False
