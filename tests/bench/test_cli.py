@@ -1,13 +1,14 @@
-"""CLI behaviour: listing, and one-line errors with exit code 2 before any model loads."""
+"""CLI behaviour: the table of commands, flags every long-running command shares, and one-line
+errors with exit code 2 before any model loads. Each command's own output is tested with it
+(``tests/bench/commands/``, ``test_regress``, ``test_scale``, ``test_micro``)."""
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
-import methods
-from bench.cli import main
-
-FIVE_METHODS = {"neuroada", "lora", "dora", "masked_sparse", "full_ft"}
+from bench.cli import COMMANDS, build_parser, main
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -19,20 +20,28 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_ls_lists_the_five_methods(capsys):
-    code, out, _ = run_cli(capsys, "ls", "methods")
-    assert code == 0
-    listed = {line.split()[0] for line in out.splitlines()[1:] if line.strip()}
-    assert FIVE_METHODS <= listed
-    assert set(methods.names()) == listed
+def test_every_command_module_has_add_arguments_and_main():
+    assert list(COMMANDS) == ["run", "ls", "report", "regress", "scale", "micro"]
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        assert callable(getattr(module, "add_arguments", None)), name
+        assert callable(getattr(module, "main", None)), name
+        assert help_text and "\n" not in help_text
+    parser = build_parser()
+    for name, (module_name, _) in COMMANDS.items():
+        assert parser.parse_args([name]).module == module_name
 
 
-def test_ls_all_sections(capsys):
-    code, out, _ = run_cli(capsys, "ls")
-    assert code == 0
-    for section in ("methods:", "tasks:", "suites:", "presets:", "models:"):
-        assert section in out
-    assert "toy_sum" in out and "smoke" in out and "smollm2-135m" in out
+@pytest.mark.parametrize("command", ["run", "micro", "regress", "scale"])
+def test_long_running_commands_accept_no_progress(command):
+    parser = build_parser()
+    assert parser.parse_args([command, "--no-progress"]).no_progress is True
+    assert parser.parse_args([command]).no_progress is False
+
+
+def test_an_unknown_command_is_exit_2(capsys):
+    code, _, err = run_cli(capsys, "rn")
+    assert code == 2 and "invalid choice: 'rn'" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(
