@@ -1,7 +1,5 @@
-"""peft-bench: the harness. ``cli`` (run, ls, report, micro), ``registry``, ``config`` (Budget,
-presets), ``runner`` (plan, executors, one job), ``train`` (the loop), ``evaluate`` (generation,
-log-likelihood, classification), ``measure`` (memory, throughput), ``records`` (schema, atomic
-write), ``report`` (tables and plots), ``models`` (aliases and loading).
+"""peft-bench: the harness. The module map, lowest layer first, is in README.md (Development);
+``tests/test_layout.py`` keeps imports pointing one way.
 
 Methods live in the ``methods`` package and tasks in ``tasks``; this package knows them only
 through their registries.
