@@ -25,8 +25,15 @@ class EvalResult:
     metrics: dict[str, float]
     n_items: int
     predictions: list[Any]
+    """One prediction per item, in item order: the extracted answer, the chosen option, the
+    class or the regression value."""
     samples: list[dict[str, Any]] = field(default_factory=list)
     """The first few items with the model's raw output, for eyeballing a record."""
+    references: list[Any] = field(default_factory=list)
+    """One reference per item, in item order (what a prediction is scored against)."""
+    extra: dict[str, list[Any]] = field(default_factory=dict)
+    """Further per-item results, by name (``correct_norm``: whether the length-normalised choice,
+    lm-eval's acc_norm, is right)."""
 
 
 def _by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -114,7 +121,7 @@ def _generate(task, model, tokenizer, items, batch_size, device, progress) -> Ev
         {"prompt_tail": it["prompt"][-200:], "response": r, "prediction": p, "reference": it["reference"]}
         for it, r, p in list(zip(items, responses, predictions, strict=True))[:5]
     ]
-    return EvalResult(task.score(predictions, references), len(items), predictions, samples)
+    return EvalResult(task.score(predictions, references), len(items), predictions, samples, references)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,7 +209,10 @@ def _multiple_choice(task, model, tokenizer, items, batch_size, device, progress
         {"loglik": scores[s : s + n], "prediction": p, "gold": g}
         for (s, n), p, g in list(zip(spans, predictions, golds, strict=True))[:5]
     ]
-    return EvalResult(metrics, len(items), predictions, samples)
+    extra = {}
+    if len(predictions_norm) == len(golds):  # per item: is the length-normalised choice right
+        extra["correct_norm"] = [p == g for p, g in zip(predictions_norm, golds, strict=True)]
+    return EvalResult(metrics, len(items), predictions, samples, golds, extra)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,4 +237,4 @@ def _classify(task, model, tokenizer, items, batch_size, device, progress) -> Ev
         {"text": it["text"][:200], "prediction": p, "label": it["label"]}
         for it, p in list(zip(items, predictions, strict=True))[:5]
     ]
-    return EvalResult(task.score(predictions, references), len(items), predictions, samples)
+    return EvalResult(task.score(predictions, references), len(items), predictions, samples, references)

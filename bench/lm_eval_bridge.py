@@ -286,7 +286,11 @@ def _multiple_choice_result(items: Sequence[dict], samples: Sequence[dict]) -> E
         {"loglik": ll, "prediction": p, "gold": it["gold"]}
         for ll, p, it in list(zip(logliks, predictions, items, strict=True))[:_N_SAMPLES]
     ]
-    return EvalResult(metrics, n, predictions, shown)
+    golds = [it["gold"] for it in items]
+    extra = {}
+    if "acc_norm" in samples[0]:  # lm-eval's per-item acc_norm: the normalised choice is right or not
+        extra["correct_norm"] = [bool(float(s["acc_norm"])) for s in samples]
+    return EvalResult(metrics, n, predictions, shown, golds, extra)
 
 
 def _generate_result(task, items: Sequence[dict], samples: Sequence[dict]) -> EvalResult:
@@ -297,7 +301,7 @@ def _generate_result(task, items: Sequence[dict], samples: Sequence[dict]) -> Ev
         {"prompt_tail": it["prompt"][-200:], "response": r, "prediction": p, "reference": it["reference"]}
         for it, r, p in list(zip(items, responses, predictions, strict=True))[:_N_SAMPLES]
     ]
-    return EvalResult(task.score(predictions, references), len(items), predictions, shown)
+    return EvalResult(task.score(predictions, references), len(items), predictions, shown, references)
 
 
 # ---------------------------------------------------------------------------------------------

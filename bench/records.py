@@ -83,9 +83,13 @@ class ResultSection(TypedDict, total=False):
     higher_is_better: dict[str, bool]  # metric name -> direction, from the task's declaration
     primary_metric: str  # the metric shown in tables
     n_eval: int  # items evaluated
-    samples: list[dict[str, Any]]  # a few eval items with prediction and reference, for reading
+    samples: list[dict[str, Any]]  # a few eval items with the raw output, for reading
+    items: dict[str, list[Any]]  # per eval item, in order: id, prediction, reference, correct (not for
+    # regression), correct_norm (log-likelihood tasks): what paired tests and intervals use
+    items_hash: str  # sha256 of the evaluated rows: runs are paired only when it is equal
     evaluated: str  # merged: the method was merged into the weights before evaluation
     evaluator: str  # native | lm-eval
+    training: str  # zero-shot (nothing trained) | linear-probe (the head alone) | fine-tuned
     n_train_examples: int  # encoded training examples
     samples_seen: int  # training examples consumed (steps x batch)
     final_loss: float | None  # mean loss of the last optimizer step
@@ -178,6 +182,15 @@ def build(
     if run.get("primary_metric"):
         section.setdefault("primary_metric", run["primary_metric"])
     return RunRecord(run=run, result=section, cost=dict(cost or {}), env=dict(env or {}))  # type: ignore[arg-type]
+
+
+def items_hash(rows: list[dict[str, Any]]) -> str:
+    """A fingerprint of the evaluated items (the raw rows, in order), so that a comparison can
+    refuse to pair runs that saw different items."""
+    import hashlib
+
+    text = json.dumps(rows, sort_keys=True, ensure_ascii=False, default=str)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def record_name(label: str, task: str, seed: int) -> str:

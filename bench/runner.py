@@ -154,16 +154,21 @@ def build(job: Job) -> None:
     if budget.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
         model.gradient_checkpointing_enable()
     job.model = model
-    job.optimizer = method.optimizer(model, cfg, budget.weight_decay)
+    head_params = sum(p.numel() for n, p in model.named_parameters() if n in heads)
+    # Nothing trains (the frozen backbone on a causal task): evaluated zero-shot, no optimizer.
+    job.train_result["training"] = training_kind(trainable, head_params)
+    job.optimizer = method.optimizer(model, cfg, budget.weight_decay) if trainable else None
     job.cost.update(
         trainable_params=trainable,
         total_params=total_params,
         trainable_fraction=trainable / total_params,
-        head_params=sum(p.numel() for n, p in model.named_parameters() if n in heads),
+        head_params=head_params,
         head_trained=bool(heads),
         buffer_params=sum(b.numel() for b in model.buffers()) - base_buffers,
     )
-    if job.device.type == "cpu":  # exact bytes of one step, on a copy (on CUDA the copy would cost a model)
+    if not trainable:
+        job.cost["breakdown"] = {"reason": "nothing trains: no training step to measure"}
+    elif job.device.type == "cpu":  # exact bytes of one step, on a copy (on CUDA the copy would cost a model)
         first = {k: v.to(job.device) for k, v in calibration[0].items()}
         job.cost["breakdown"] = measure.breakdown_or_reason(
             model, lambda m: method.optimizer(m, cfg, budget.weight_decay), first
@@ -184,6 +189,9 @@ def train_phase(job: Job) -> None:
     measure.cuda_reset()
     if job.sampler:
         job.sampler.__enter__()
+    if job.optimizer is None:
+        job.train_result.update(n_train_examples=len(job.examples), samples_seen=0, final_loss=None, losses=[])
+        return
     stats = train(
         job.model,
         job.optimizer,
@@ -236,6 +244,7 @@ def evaluate_phase(job: Job) -> None:
                     progress=job.spec.progress,
                 )
             result = {"metrics": ev.metrics, "n_eval": ev.n_items, "samples": ev.samples}
+            result.update(item_results(task, ev, job.eval_rows[task.name]))
             result.update(evaluated="merged", evaluator=job.spec.evaluator)
             speed = ev.n_items / timer.seconds if timer.seconds else None
             job.evaluations[task.name] = {
@@ -284,6 +293,26 @@ def record_phase(job: Job) -> list[RunRecord]:
             records.save(record, job.spec.output_dir)
         out.append(record)
     return out
+
+
+def item_results(task, ev, rows: list[dict]) -> dict[str, Any]:
+    """Per-item results for paired comparisons: ``items`` (id = position in the eval file,
+    prediction, reference, and correct unless the task is a regression) and ``items_hash``."""
+    items: dict[str, list] = {"id": list(range(len(ev.predictions))), "prediction": list(ev.predictions)}
+    if ev.references:
+        items["reference"] = list(ev.references)
+        if task.kind != "regress":
+            items["correct"] = [p == r for p, r in zip(ev.predictions, ev.references, strict=True)]
+    items.update({k: list(v) for k, v in ev.extra.items()})
+    return {"items": items, "items_hash": records.items_hash(rows)}
+
+
+def training_kind(trainable: int, head_params: int) -> str:
+    """What trained, for the record: ``zero-shot`` (nothing), ``linear-probe`` (the new head
+    alone: the frozen backbone on a classification task) or ``fine-tuned``."""
+    if trainable == 0:
+        return "zero-shot"
+    return "linear-probe" if trainable == head_params else "fine-tuned"
 
 
 def task_fields(task) -> dict[str, Any]:

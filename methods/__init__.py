@@ -18,11 +18,17 @@ from methods._base import Method
 
 # Explicit, ordered imports (no directory scanning): each file registers one method, and this
 # order is the order of `bench ls` and of report rows.
-FILES = ("neuroada", "lora", "dora", "masked_sparse", "full_ft")
+FILES = ("base", "neuroada", "lora", "dora", "masked_sparse", "full_ft")
 for _file in FILES:
     importlib.import_module(f"methods.{_file}")
 
 get = METHODS.get
 names = METHODS.names
 
-__all__ = ["Method", "get", "names"]
+
+def adapters() -> list[str]:
+    """Methods that train part of the backbone (all but ``base``, the frozen backbone)."""
+    return [n for n in names() if getattr(get(n), "trains_backbone", True)]
+
+
+__all__ = ["Method", "adapters", "get", "names"]

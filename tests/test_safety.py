@@ -100,7 +100,7 @@ def test_the_flag_reaches_every_job(trust, tmp_path):
     assert jobs and all(job.trust_remote_code is trust for job in jobs)
 
 
-@pytest.mark.parametrize("name", methods.names())
+@pytest.mark.parametrize("name", methods.adapters())
 def test_adapters_are_safetensors_and_load_without_pickle(name, tmp_path, monkeypatch):
     from safetensors import safe_open
 

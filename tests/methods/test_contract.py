@@ -112,7 +112,7 @@ def snapshot(model) -> dict[str, torch.Tensor]:
     return state
 
 
-METHOD_NAMES = methods.names()
+METHOD_NAMES = methods.adapters()  # base (the frozen backbone) trains no adapter: tests/methods/test_base.py
 KINDS = list(MODELS)
 
 
