@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("bench.commands.run", "run methods x tasks x seeds and record each job"),
     "ls": ("bench.commands.ls", "list methods, tasks, suites, presets and model aliases"),
     "report": ("bench.commands.report", "tables (md, tex, csv) and plots from a folder of records"),
+    "rerun": ("bench.commands.rerun", "repeat a job from its record and say whether it scores the same"),
     "regress": (
         "bench.regress",
         "the fixed regression suite against results/baselines/ci.json (accuracy, counts, bytes, time ratios)",

@@ -21,7 +21,7 @@ def main(args: argparse.Namespace) -> int:
     text, written = report.write_report(args.records, args.out, plots=not args.no_plots)
     print(text)
     if written:
-        print(f"wrote {len(written)} files under {args.out}/ (tables/, plots/)", file=sys.stderr)
+        print(f"wrote {len(written)} file(s) under {args.out}/ (tables/, plots/)", file=sys.stderr)
     if args.output:
         write_atomic(Path(args.output), text)
         print(f"wrote {args.output}", file=sys.stderr)

@@ -181,14 +181,14 @@ def rerun_command(args: argparse.Namespace, threads: int | None) -> str:
 
 
 def check_writable(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output-dir '{out}' is not a folder; choose a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UsageError(
             f"--output-dir '{out}' cannot be created ({err.strerror}); choose a writable folder"
         ) from None
-    if not out.is_dir():
-        raise UsageError(f"--output-dir '{out}' is not a folder; choose a folder")
     if not os.access(out, os.R_OK | os.X_OK):
         raise UsageError(
             f"--output-dir '{out}' is not readable (resuming reads its records); choose a readable folder"

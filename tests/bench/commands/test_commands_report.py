@@ -46,7 +46,7 @@ def test_tables_are_written_under_out_tables(golden_report):
     assert written and all(p.stat().st_size > 0 for p in written)
     assert {p.suffix for p in written} >= {".md", ".csv", ".tex"}
     assert not (out / "plots").exists()  # --no-plots
-    assert f"wrote {len(written)} files under {out}/ (tables/, plots/)" in stderr
+    assert f"wrote {len(written)} file(s) under {out}/ (tables/, plots/)" in stderr
 
 
 def test_output_holds_what_was_printed(golden_report):
