@@ -98,6 +98,22 @@ RESAMPLED: dict[str, Metric] = {
 neither this table nor the per-item kind has no interval (the table says so)."""
 
 
+ITEM_KEYS = {"accuracy": "correct", "accuracy_norm": "correct_norm", "exact_match": "correct"}
+"""Metrics that are the percentage of correct items, and the record's per-item field for them."""
+
+
+def per_item(metric: str, items: dict[str, list]) -> tuple[list[float] | None, list | None]:
+    """A record's per-item data for ``metric``: (scores, None) for a percentage of correct items
+    (each item 100 or 0), (predictions, references) for a :data:`RESAMPLED` metric, or
+    (None, None) when the record has no per-item results for it."""
+    key = ITEM_KEYS.get(metric)
+    if key and isinstance(items.get(key), list):
+        return [100.0 if c else 0.0 for c in items[key]], None
+    if metric in RESAMPLED and isinstance(items.get("prediction"), list) and isinstance(items.get("reference"), list):
+        return [float(p) for p in items["prediction"]], [float(r) for r in items["reference"]]
+    return None, None
+
+
 # ---------------------------------------------------------------------------------------------
 # Intervals
 # ---------------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ runs (``--limit`` / ``--preset smoke``) and runs that did not finish are kept ou
 tables and plots and listed separately.
 
 ``python -m bench report --records DIR --out DIR`` calls :func:`write_report`, which writes
-``tables/`` (``results.md|tex|csv``, ``cost.md|tex|csv``, ``excluded.md``, ``runs.csv``,
-``report.md``) and ``plots/`` under the out folder and returns the Markdown it prints;
+``tables/`` (``results.md|tex|csv``, ``wins_ties_losses.md|tex|csv``, ``cost.md|tex|csv``,
+``excluded.md``, ``runs.csv``, ``report.md``) and ``plots/`` under the out folder and returns the Markdown it prints;
 ``bench run`` prints :func:`summary_table`.
 
 What lives where (imports go down this list, never up; submodules never import this ``__init__``):
@@ -16,8 +16,11 @@ What lives where (imports go down this list, never up; submodules never import t
 - ``frame``: records -> one row per record, from one column table (``FIELDS``: where each
   value lives in a record, its heading, format and the tables that show it). A new column
   is one ``Field`` there.
-- ``table``: the tables as data: the main table (averages, ranks, caption, warnings, notes),
-  the cost table's means, row and column orders.
+- ``significance``: per task, intervals and paired tests (:mod:`bench.stats`) on the per-item
+  results, and the win/tie/loss matrix.
+- ``table``: the tables as data: the main table (averages, intervals, bold for "not
+  significantly worse than the best", marks against ``base``, caption, warnings, notes), the
+  cost table's means, row and column orders.
 - ``render``: Markdown, LaTeX and CSV text of those tables, and the end-of-sweep summary.
 - ``plots``: PNG and PDF figures (matplotlib, imported only when plots are written).
 """
@@ -29,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import records
-from bench.report.frame import frame_of, load_frame
+from bench.report.frame import CSV_COLUMNS, frame_of, load_frame
 from bench.report.render import (
     cost_latex,
     cost_markdown,
@@ -38,6 +41,9 @@ from bench.report.render import (
     results_latex,
     results_markdown,
     summary_table,
+    wtl_frame,
+    wtl_latex,
+    wtl_markdown,
 )
 from bench.report.table import cost_frame, main_table
 
@@ -77,13 +83,17 @@ def write_report(
     put("results.md", results_markdown(table))
     put("results.tex", results_latex(table))
     put("results.csv", results_frame(table).to_csv(index=False))
+    if len(table.methods) > 1 and table.stats:
+        put("wins_ties_losses.md", wtl_markdown(table) + "\n")
+        put("wins_ties_losses.tex", wtl_latex(table))
+        put("wins_ties_losses.csv", wtl_frame(table).to_csv(index=False))
     cost = cost_frame(df)
     if not cost.empty:
         put("cost.md", cost_markdown(df))
         put("cost.tex", cost_latex(df))
         put("cost.csv", cost.to_csv(index=False))
     put("excluded.md", excluded_markdown(df) or "_no runs excluded_\n")
-    put("runs.csv", df.to_csv(index=False))
+    put("runs.csv", df[CSV_COLUMNS].to_csv(index=False))
     if plots:
         from bench.report import plots as plotting  # matplotlib: only when plots are written
 

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 import tasks
-from bench import records
+from bench import records, stats
 from bench.records import RunRecord
 
 MiB = 2**20
@@ -39,6 +39,8 @@ class Field:
     """Table (``cost``, ``summary``) -> format: a format spec (``.1f``), ``int`` (thousands
     separators), ``pct`` (:func:`bench.report.table.pct`), ``text`` or ``metric`` (summary: the
     metric and its score, or the error)."""
+    in_csv: bool = True
+    """Whether ``tables/runs.csv`` has the column (per-item lists and loss curves do not)."""
 
     @property
     def heading(self) -> str:
@@ -99,6 +101,16 @@ def _score(path: Path, rec: RunRecord, row: dict[str, Any]) -> float | None:
     return float(score) if isinstance(score, (int, float)) else None
 
 
+def _item_values(path: Path, rec: RunRecord, row: dict[str, Any]) -> list | None:
+    values, _ = stats.per_item(row["metric"], rec.result.get("items") or {})
+    return values
+
+
+def _item_refs(path: Path, rec: RunRecord, row: dict[str, Any]) -> list | None:
+    _, refs = stats.per_item(row["metric"], rec.result.get("items") or {})
+    return refs
+
+
 def _trainable_pct(path: Path, rec: RunRecord, row: dict[str, Any]) -> float | None:
     fraction = rec.cost.get("trainable_fraction")
     return 100 * fraction if isinstance(fraction, (int, float)) else None
@@ -132,6 +144,13 @@ FIELDS: tuple[Field, ...] = (
     Field("higher_is_better", lambda path, rec, row: direction(rec, row["task"], row["metric"]) is not False),
     Field("direction_known", lambda path, rec, row: direction(rec, row["task"], row["metric"]) is not None),
     Field("score", _score),
+    Field("training", at("result.training")),
+    Field("items_hash", at("result.items_hash")),
+    # Per eval item, for intervals and paired tests (bench.stats.per_item): scores, or predictions
+    # and references for a metric recomputed on resamples; None for records without items.
+    Field("item_values", _item_values, in_csv=False),
+    Field("item_refs", _item_refs, in_csv=False),
+    Field("losses", at("result.losses"), in_csv=False),
     Field("trainable_params", at("cost.trainable_params"), "trainable params", {"cost": "int"}),
     Field("total_params", at("cost.total_params")),
     Field("trainable_pct", _trainable_pct, "trainable %", {"cost": "pct", "summary": ".4f"}),
@@ -165,6 +184,7 @@ FIELDS: tuple[Field, ...] = (
 job's peak RSS; the ``bd_*`` columns are :func:`bench.measure.breakdown`'s exact bytes in MiB."""
 
 COLUMNS = tuple(f.name for f in FIELDS)
+CSV_COLUMNS = [f.name for f in FIELDS if f.in_csv]
 
 
 def shown_in(table: str) -> list[Field]:

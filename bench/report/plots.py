@@ -5,7 +5,10 @@
   score), one panel per suite;
 - ``throughput``: training tokens/s per method (bars, ± std over seeds), grouped by task;
 - ``k_sweep``: score vs k for each method recorded with several k (``neuroada@k=16``: the k is
-  ``run.method_config.k``), one panel per task; only written when such records exist.
+  ``run.method_config.k``), one panel per task; only written when such records exist;
+- ``loss_curves``: training loss per step per method (mean over seeds, min-max band), one panel
+  per training set;
+- ``wins_ties_losses``: the win/tie/loss matrix of the main table as a heatmap.
 
 A suite's score is its average column in the main table (over the tasks every method has), or
 its single task's score; the same runs as the tables enter (finished, not smoke). Each file is
@@ -17,6 +20,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -213,12 +217,74 @@ def k_sweep(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     return save(fig, out_dir / "k_sweep")
 
 
+def loss_curves(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Training loss per optimizer step, one panel per training set: per method the mean over
+    seeds, with a band from the lowest to the highest seed. Tasks trained in one job share one
+    curve, so each (method, training task, seed) counts once."""
+    ok = comparable(df)
+    ok = ok[ok["losses"].apply(lambda v: isinstance(v, list) and len(v) > 0)]
+    if ok.empty:
+        return []
+    ok = ok.drop_duplicates(subset=["method", "train_task", "seed"])
+    methods = method_order(ok)
+    groups = task_order(list(ok["train_task"].fillna(ok["task"])))
+    colors = _colors(methods)
+    fig, axes = _panels(len(groups), width=4.0)
+    for ax, train_task in zip(axes, groups, strict=True):
+        sub = ok[ok["train_task"].fillna(ok["task"]) == train_task]
+        for m in methods:
+            curves = [np.asarray(v, dtype=float) for v in sub[sub["method"] == m]["losses"]]
+            if not curves:
+                continue
+            n = min(len(c) for c in curves)  # seeds of one budget have the same number of steps
+            stacked = np.stack([c[:n] for c in curves])
+            steps = np.arange(1, n + 1)
+            ax.plot(steps, stacked.mean(axis=0), color=colors[m], lw=1.2, label=f"{m} ({len(curves)} seed(s))")
+            if len(curves) > 1:
+                ax.fill_between(steps, stacked.min(axis=0), stacked.max(axis=0), color=colors[m], alpha=0.2, lw=0)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss")
+        ax.set_title(f"trained on {train_task}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    return save(fig, out_dir / "loss_curves")
+
+
+def wins_ties_losses(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Heatmap of the win/tie/loss matrix: colour = wins minus losses over tasks (row method
+    against column method), each cell annotated ``w/t/l``."""
+    table = main_table(df)
+    if len(table.methods) < 2 or not table.stats:
+        return []
+    methods = table.methods
+    net = np.zeros((len(methods), len(methods)))
+    for i, a in enumerate(methods):
+        for j, b in enumerate(methods):
+            if a != b:
+                w, _, loss = (int(x) for x in table.wtl.loc[a, b].split("/"))
+                net[i, j] = w - loss
+    limit = max(1.0, float(np.abs(net).max()))
+    size = 1.0 + 0.9 * len(methods)
+    fig = Figure(figsize=(size + 1.5, size), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(net, cmap="RdBu", vmin=-limit, vmax=limit)
+    for i, a in enumerate(methods):
+        for j, b in enumerate(methods):
+            ax.text(j, i, "–" if a == b else table.wtl.loc[a, b], ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(methods)), methods, fontsize=8)
+    ax.set_xlabel("against")
+    ax.set_title("wins/ties/losses over tasks (paired tests, α = 0.05)", fontsize=9)
+    fig.colorbar(image, ax=ax, label="wins − losses")
+    return save(fig, out_dir / "wins_ties_losses")
+
+
 def write_all(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Every plot that the records allow; returns the files written."""
     out_dir = Path(out_dir)
     if comparable(df).empty:
         return []
     written: list[Path] = []
-    for plot in (accuracy_vs_params, accuracy_vs_memory, throughput, k_sweep):
+    for plot in (accuracy_vs_params, accuracy_vs_memory, throughput, k_sweep, loss_curves, wins_ties_losses):
         written += plot(df, out_dir)
     return written

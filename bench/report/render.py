@@ -3,9 +3,11 @@ and CSV (``DataFrame.to_csv``).
 
 Markdown tables are pipe tables without padding (:data:`PIPE`): each row reads the same
 whatever the other rows hold, so golden files diff line by line and a row can be grepped.
-Best and second best are ``**bold**`` and ``<u>underlined</u>`` in Markdown, ``\\textbf`` and
-``\\underline`` in LaTeX (Styler cell commands); † marks results trained on a file holding the
-task's eval problems. LaTeX headers use the tasks' display names and suite titles.
+Cells read ``mean [low, high]``: the mean over seeds and its 95% confidence interval. Methods not
+significantly worse than the column's best are ``**bold**`` in Markdown and ``\\textbf`` in LaTeX
+(a Styler cell command); ``↑``/``↓`` mark a result significantly above/below ``base``; † marks
+results trained on a file holding the task's eval problems. LaTeX headers use the tasks'
+display names and suite titles.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pandas as pd
 from tabulate import TableFormat
 
 import tasks
+from bench import stats
 from bench.report.frame import excluded, shown_in
 from bench.report.table import Cell, Column, MainTable, cost_frame, mean_std, missing, pct
 
@@ -84,15 +87,33 @@ def _md_header(col: Column) -> str:
     return label + ("" if col.higher_is_better else " ↓")
 
 
+def cell_text(cell: Cell, digits: int) -> str:
+    """``mean [low, high]``, or the mean alone where there is no interval."""
+    if missing(cell.low) or missing(cell.high):
+        return mean_std(cell.mean, None, digits)
+    return f"{cell.mean:.{digits}f} [{cell.low:.{digits}f}, {cell.high:.{digits}f}]"
+
+
 def _md_cell(cell: Cell | None, col: Column) -> str:
     if cell is None:
         return "–"
-    text = mean_std(cell.mean, cell.std, col.digits)
-    if cell.rank == 1:
+    text = cell_text(cell, col.digits)
+    if cell.best:
         text = f"**{text}**"
-    elif cell.rank == 2:
-        text = f"<u>{text}</u>"
-    return text + ("†" if cell.contaminated else "")
+    return text + cell.mark + ("†" if cell.contaminated else "")
+
+
+CAPTION = (
+    "Cells: mean over seeds [95% confidence interval: percentile bootstrap over eval items, and over "
+    "seeds when there are several, {n:,} resamples]. **Bold**: not significantly worse than the best "
+    "of the column (paired on the same items and seeds: McNemar's exact test with one seed, else a "
+    "paired bootstrap; α = {alpha}, no correction for multiple comparisons). ↑/↓: significantly "
+    "above/below base (same test). Averages: intervals only."
+)
+
+
+def caption_text() -> str:
+    return CAPTION.format(n=stats.N_RESAMPLES, alpha=stats.ALPHA)
 
 
 def results_markdown(table: MainTable) -> str:
@@ -101,7 +122,7 @@ def results_markdown(table: MainTable) -> str:
         return "## Results\n\n_no comparable runs (finished, not smoke)_\n"
     lines = ["## Results", ""]
     caption = " ".join(table.budget_lines)
-    caption += " Mean ± std over seeds (count in the seeds column); **best** and <u>second best</u> per column."
+    caption += " " + caption_text()
     lines += [caption, ""]
     for w in table.warnings:
         lines += [f"> **Warning:** {w}", ""]
@@ -119,7 +140,23 @@ def results_markdown(table: MainTable) -> str:
     if table.notes:
         lines.append("")
         lines += [f"- {n}" for n in table.notes]
+    if len(table.methods) > 1 and table.stats:
+        lines += ["", wtl_markdown(table)]
     return "\n".join(lines) + "\n"
+
+
+WTL_NOTE = (
+    "Row method against column method: tasks where it is significantly better / not significantly "
+    "different / significantly worse (the tests of the table above; α = {alpha})."
+)
+
+
+def wtl_markdown(table: MainTable) -> str:
+    """The win/tie/loss matrix of methods over tasks."""
+    rows = [[md_escape(m), *[table.wtl.loc[m, o] for o in table.methods]] for m in table.methods]
+    header = ["wins/ties/losses", *[md_escape(m) for m in table.methods]]
+    body = md_table(rows, header, ["left"] + ["right"] * len(table.methods))
+    return "\n".join(["### Wins, ties and losses", "", WTL_NOTE.format(alpha=stats.ALPHA), "", body])
 
 
 COST_NOTE = (
@@ -216,6 +253,8 @@ _TEX_SPECIAL = {
     "–": "--",
     "↓": r"$\downarrow$",
     "†": r"$^\dagger$",
+    "↑": r"$\uparrow$",
+    "α": r"$\alpha$",
 }
 
 
@@ -223,8 +262,8 @@ def tex_escape(text: Any) -> str:
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
-_RANK_COMMAND = {1: "textbf: --rwrap;", 2: "underline: --rwrap;"}
-"""Styler cell styles: ``\\textbf{...}`` for the best of a column, ``\\underline{...}`` for the second."""
+BOLD = "textbf: --rwrap;"
+"""Styler cell style: ``\\textbf{...}`` for the methods not significantly worse than the best."""
 
 
 def _latex(styler: Any, column_format: str, caption: str, label: str, cmidrules: str = "", after: str = "") -> str:
@@ -258,7 +297,8 @@ def _tex_header(col: Column) -> str:
 def _tex_cell(cell: Cell | None, col: Column) -> str:
     if cell is None:
         return "--"
-    return mean_std(cell.mean, cell.std, col.digits, pm=r" $\pm$ ") + (r"$^\dagger$" if cell.contaminated else "")
+    mark = {"↑": r"$^\uparrow$", "↓": r"$^\downarrow$"}.get(cell.mark, "")
+    return cell_text(cell, col.digits) + mark + (r"$^\dagger$" if cell.contaminated else "")
 
 
 def results_latex(table: MainTable, label: str = "tab:results") -> str:
@@ -283,10 +323,10 @@ def results_latex(table: MainTable, label: str = "tab:results") -> str:
                 tex_escape(table.seeds[m]),
             ]
         )
-        styles.append(["", "", *[_RANK_COMMAND.get(cell.rank, "") if cell else "" for cell in cells], ""])
+        styles.append(["", "", *[BOLD if cell and cell.best else "" for cell in cells], ""])
     data = pd.DataFrame(rows, columns=pd.MultiIndex.from_tuples(header))
     marks = pd.DataFrame(styles, index=data.index, columns=data.columns)
-    caption = " ".join(table.budget_lines) + " Mean ± std over seeds; best in bold, second best underlined."
+    caption = " ".join(table.budget_lines) + " " + caption_text().replace("**Bold**", "Bold")
     caption = tex_escape(caption) + "".join(r" \textbf{Warning:} " + tex_escape(w) for w in table.warnings)
     notes = " ".join(tex_escape(x) for x in table.notes)
     return _latex(
@@ -297,6 +337,15 @@ def results_latex(table: MainTable, label: str = "tab:results") -> str:
         cmidrules=" ".join(rules),
         after=r"\par\smallskip{\footnotesize " + notes + "}" if notes else "",
     )
+
+
+def wtl_latex(table: MainTable, label: str = "tab:wtl") -> str:
+    """The win/tie/loss matrix as a booktabs ``table*``."""
+    header = [r"W/T/L", *[tex_escape(m) for m in table.methods]]
+    rows = [[tex_escape(m), *[tex_escape(table.wtl.loc[m, o]) for o in table.methods]] for m in table.methods]
+    data = pd.DataFrame(rows, columns=header)
+    caption = tex_escape(WTL_NOTE.format(alpha=stats.ALPHA))
+    return _latex(data.style, "l" + "r" * len(table.methods), caption, label)
 
 
 def cost_latex(df: pd.DataFrame, label: str = "tab:cost") -> str:
@@ -312,9 +361,26 @@ def cost_latex(df: pd.DataFrame, label: str = "tab:cost") -> str:
 # CSV
 # ---------------------------------------------------------------------------------------------
 RESULTS_CSV = (
-    *("method", "suite", "task", "metric", "higher_is_better", "mean", "std", "n_seeds", "rank"),
-    *("contaminated", "trainable_pct"),
+    *("method", "suite", "task", "metric", "higher_is_better", "mean", "ci_low", "ci_high", "std", "n_seeds"),
+    *("best", "p_vs_best", "vs_base", "p_vs_base", "contaminated", "trainable_pct"),
 )
+
+
+def _p(table: MainTable, task: str, method: str, which: str) -> float | None:
+    ts = table.stats.get(task)
+    test = getattr(ts, which).get(method) if ts is not None else None
+    return None if test is None else test.p_value
+
+
+def wtl_frame(table: MainTable) -> pd.DataFrame:
+    """The win/tie/loss matrix in long form (``wins_ties_losses.csv``)."""
+    rows = []
+    for a in table.methods:
+        for b in table.methods:
+            if a != b:
+                w, t, loss = (int(x) for x in table.wtl.loc[a, b].split("/"))
+                rows.append({"method": a, "against": b, "wins": w, "ties": t, "losses": loss})
+    return pd.DataFrame(rows, columns=["method", "against", "wins", "ties", "losses"])
 
 
 def results_frame(table: MainTable) -> pd.DataFrame:
@@ -336,7 +402,12 @@ def results_frame(table: MainTable) -> pd.DataFrame:
                     "mean": cell.mean,
                     "std": cell.std,
                     "n_seeds": cell.n if not c.is_average else None,
-                    "rank": cell.rank,
+                    "ci_low": cell.low,
+                    "ci_high": cell.high,
+                    "best": cell.best,
+                    "p_vs_best": _p(table, c.key, m, "vs_best"),
+                    "vs_base": cell.mark,
+                    "p_vs_base": _p(table, c.key, m, "vs_base"),
                     "contaminated": cell.contaminated,
                     "trainable_pct": table.trainable_pct[m],
                 }

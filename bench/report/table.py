@@ -1,13 +1,15 @@
-"""The tables as data: the main table (methods x tasks, suite averages, ranks, the budget caption,
-fairness warnings and notes), the cost table's means, and the row and column orders.
+"""The tables as data: the main table (methods x tasks, suite averages, intervals and significance,
+the budget caption, fairness warnings and notes), the cost table's means, and the row and column
+orders.
 
 Columns follow the task registry: suites in :func:`tasks.suite_order`, tasks in registration
 order (``tasks.names()``), unregistered tasks after, first seen. Rows: :data:`METHOD_ORDER`.
 
-Scores are mean ± sample std over seeds with one decimal (three when every score of the
-column lies in [-1, 1]); best per column and second best by each metric's direction
-(:func:`bench.report.frame.direction`); ties share a rank; a column needs two entries for a
-best and three for a second best. A task's runs that differ in any budget field or in
+Each cell is the mean over seeds with its 95% confidence interval (bench.stats: a bootstrap
+over items, and over seeds when there are several); a cell is marked best (bold) when its method
+is not significantly worse than the column's best in a paired test on the same items and seeds
+(:mod:`bench.report.significance`), and ``↑``/``↓`` when it is significantly above/below
+``base``. Suite averages carry intervals, not tests. A task's runs that differ in any budget field or in
 :data:`FAIRNESS_KEYS` are named in a warning.
 """
 
@@ -23,11 +25,13 @@ from typing import Any
 import pandas as pd
 
 import tasks
+from bench import stats
 from bench.report.frame import comparable, shown_in
+from bench.report.significance import TaskStats, base_mark, task_stats, wins_ties_losses
 
-METHOD_ORDER = ("full_ft", "lora", "dora", "masked_sparse", "neuroada")
-"""Row order: baselines first, then the sparse methods; labels of one method (``neuroada@k=4``,
-``neuroada@k=16``) in natural order; unknown methods after, first seen."""
+METHOD_ORDER = ("base", "full_ft", "lora", "dora", "masked_sparse", "neuroada")
+"""Row order: the frozen backbone first, then the baselines, then the sparse methods; labels of
+one method (``neuroada@k=4``, ``neuroada@k=16``) in natural order; unknown methods after."""
 
 FAIRNESS_KEYS = ("model", "dtype", "task_version", "protocol", "metric", "evaluator", "train_file")
 """Besides every ``run.budget`` field, what must match between runs compared on one task."""
@@ -138,10 +142,15 @@ class Cell:
     mean: float
     std: float | None
     n: int
-    rank: int | None = None
-    """1: best of the column, 2: second best, None otherwise."""
     contaminated: bool = False
     """Some run trained on a file that holds this task's eval problems (``run.contaminated_by``)."""
+    low: float | None = None
+    high: float | None = None
+    """The 95% confidence interval (bench.stats); None without per-item results."""
+    best: bool = False
+    """Not significantly worse than the column's best (the best included): shown in bold."""
+    mark: str = ""
+    """``↑``/``↓``: significantly above/below ``base`` on this task."""
 
 
 @dataclass
@@ -158,27 +167,19 @@ class MainTable:
     budget_lines: list[str]
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    stats: dict[str, TaskStats] = field(default_factory=dict)
+    """Per task: intervals and paired tests (bench.report.significance)."""
+    wtl: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Methods x methods: wins/ties/losses over tasks (significant differences only)."""
 
 
-def _rank(cells: list[Cell], higher: bool, digits: int) -> None:
-    """Mark best (1) and second best (2) by the displayed value; ties share a rank.
-
-    Best needs at least two entries in the column, second best at least three.
-    """
-    if len(cells) < 2:
-        return
-    shown = sorted({round(c.mean, digits) for c in cells}, reverse=higher)
-    for c in cells:
-        value = round(c.mean, digits)
-        if value == shown[0]:
-            c.rank = 1
-        elif len(cells) >= 3 and len(shown) > 1 and value == shown[1]:
-            c.rank = 2
-
-
-def _task_column(sub: pd.DataFrame, task: str, suite: str, methods: list[str], cells: dict) -> Column:
-    """The column of ``task`` (its comparable runs ``sub``); fills and ranks its cells."""
+def _task_column(
+    sub: pd.DataFrame, task: str, suite: str, methods: list[str], cells: dict
+) -> tuple[Column, TaskStats]:
+    """The column of ``task`` (its comparable runs ``sub``): cells with intervals, bold for the
+    methods not significantly worse than the best, and marks against ``base``."""
     higher = bool(sub["higher_is_better"].iloc[0])
+    ts = task_stats(sub, task, higher)
     col_cells = []
     for m in methods:
         mine = sub[sub["method"] == m]
@@ -186,15 +187,18 @@ def _task_column(sub: pd.DataFrame, task: str, suite: str, methods: list[str], c
         if len(scores):
             std = float(scores.std()) if len(scores) > 1 else None
             cell = Cell(float(scores.mean()), std, len(scores), contaminated=bool(mine["contaminated"].any()))
+            if m in ts.intervals:
+                cell.low, cell.high = ts.intervals[m].low, ts.intervals[m].high
+                cell.best = len(ts.intervals) > 1 and ts.tied_with_best(m, higher)
+                cell.mark = base_mark(ts, m, higher)
             cells[(m, task)] = cell
             col_cells.append(cell)
     col = Column(task, suite, sub["metric"].iloc[0], higher, _digits(c.mean for c in col_cells))
-    _rank(col_cells, higher, col.digits)
-    return col
+    return col, ts
 
 
 def _average_column(
-    suite: str, group: list[Column], methods: list[str], cells: dict, notes: list[str]
+    suite: str, group: list[Column], methods: list[str], cells: dict, notes: list[str], per_task: dict
 ) -> Column | None:
     """The suite's average over the tasks every method has; None for a one-task suite."""
     if len(group) < 2:
@@ -214,10 +218,13 @@ def _average_column(
     for m in methods:
         parts = [cells[(m, c.key)] for c in common]
         cell = Cell(sum(p.mean for p in parts) / len(parts), None, 0, contaminated=any(p.contaminated for p in parts))
+        scores = [per_task[c.key].scores.get(m) for c in common]
+        if all(s is not None for s in scores):  # resample each task's items (and seeds) independently
+            interval = stats.average_interval([(s.matrix, s.refs, s.metric) for s in scores])
+            cell.low, cell.high = interval.low, interval.high
         cells[(m, key)] = cell
         avg_cells.append(cell)
     avg.digits = _digits(c.mean for c in avg_cells)
-    _rank(avg_cells, avg.higher_is_better, avg.digits)
     note = f"avg {suite}: mean of the per-task means over {', '.join(c.key for c in common)}"
     note += " (the tasks with a result for every method)"
     note += f"; left out: {', '.join(left_out)}." if left_out else "."
@@ -258,9 +265,14 @@ def main_table(df: pd.DataFrame) -> MainTable:
     columns: list[Column] = []
     groups: list[tuple[str, list[Column]]] = []
     notes: list[str] = []
+    per_task: dict[str, TaskStats] = {}
     for suite, suite_tasks in column_groups(ok):
-        group = [_task_column(ok[ok["task"] == task], task, suite, methods, cells) for task in suite_tasks]
-        average = _average_column(suite, group, methods, cells, notes)
+        group = []
+        for task in suite_tasks:
+            col, per_task[task] = _task_column(ok[ok["task"] == task], task, suite, methods, cells)
+            group.append(col)
+            notes += per_task[task].notes
+        average = _average_column(suite, group, methods, cells, notes, per_task)
         if average is not None:
             group.append(average)
         columns += group
@@ -274,7 +286,11 @@ def main_table(df: pd.DataFrame) -> MainTable:
         lo, hi = (min(counts), max(counts)) if counts else (0, 0)
         seeds[m] = str(lo) if lo == hi else f"{lo}–{hi}"
     budget_lines, warnings = budget_summary(ok)
-    return MainTable(methods, columns, groups, cells, trainable, trainable_text, seeds, budget_lines, warnings, notes)
+    directions = {c.key: c.higher_is_better for c in columns if not c.is_average}
+    wtl = wins_ties_losses({t: (ts, directions[t]) for t, ts in per_task.items()}, methods)
+    table = MainTable(methods, columns, groups, cells, trainable, trainable_text, seeds, budget_lines, warnings, notes)
+    table.stats, table.wtl = per_task, wtl
+    return table
 
 
 # -- budget caption and fairness warnings -----------------------------------------------------
