@@ -17,6 +17,7 @@ from typing import Any
 from bench import records
 from bench.config import Budget, build_config, config_to_dict, method_label
 from bench.errors import UsageError
+from bench.skeleton import validate_on_skeletons
 from bench.spec import JobSpec
 
 
@@ -48,6 +49,8 @@ class RunRequest:
     progress: bool = True
     train_per_task: bool = False
     evaluator: str = "native"
+    match_params: str | None = None
+    """``--match-params METHOD``: size every other method to METHOD's trainable count (bench.matching)."""
 
     def budget_of(self, task) -> Budget:
         return self.budget(task) if callable(self.budget) else self.budget
@@ -66,6 +69,11 @@ def plan(request: RunRequest) -> list[JobSpec]:
             selected = [task_registry.per_task_train(t) for t in selected]
         except UsageError as err:
             problems.append(f"--train-per-task: {err}")
+    if request.match_params and request.match_params not in method_names:
+        problems.append(
+            f"--match-params {request.match_params} is not in --methods ({', '.join(method_names)}); "
+            "add it to --methods"
+        )
     unknown = sorted(set(request.overrides) - set(method_names))
     if unknown:
         problems.append(f"--set names method(s) not in --methods: {', '.join(unknown)}; add them to --methods")
@@ -81,19 +89,40 @@ def plan(request: RunRequest) -> list[JobSpec]:
     problems = validate_on_skeletons(selected, request.model, configs, request.trust_remote_code)
     if problems:
         raise UsageError("; ".join(dict.fromkeys(problems)))
-    jobs = [
-        job_spec(request, group, name, configs[name], seed)
-        for group in group_by_training(selected, request.model)
-        for name in method_names
-        for seed in request.seeds
-    ]
+    jobs = []
+    for group in group_by_training(selected, request.model):
+        sized, matches = configs, {}
+        if request.match_params:
+            sized, matches = matched_configs(request, group[0], configs)
+        for name in method_names:
+            match = matches[name].as_record() if name in matches else None
+            jobs += [job_spec(request, group, name, sized[name], seed, match) for seed in request.seeds]
     newer = [msg for job in jobs for path in job.record_paths if (msg := newer_record(path))]
     if newer:
         raise UsageError("; ".join(newer))
     return jobs
 
 
-def job_spec(request: RunRequest, group: list, method: str, config: Any, seed: int) -> JobSpec:
+def matched_configs(request: RunRequest, task, configs: dict[str, Any]) -> tuple[dict[str, Any], dict]:
+    """``configs`` sized to ``request.match_params`` on the model of ``task`` (bench.matching)."""
+    import copy
+
+    from bench import matching
+    from bench.skeleton import model_skeleton
+
+    model = request.model or task.default_model
+    weights = model_skeleton(model, task.head, task.num_labels, request.trust_remote_code, device="cpu")
+    if weights is None:
+        raise UsageError(
+            f"--match-params needs the configuration of model '{model}', which is not available offline "
+            "yet; run one job on it first (it is cached), or pass a local folder with --model"
+        )
+    return matching.match_all(configs, request.match_params, lambda: copy.deepcopy(weights))
+
+
+def job_spec(
+    request: RunRequest, group: list, method: str, config: Any, seed: int, match: dict | None = None
+) -> JobSpec:
     task = group[0]
     overrides = request.overrides.get(method, {})
     return JobSpec(
@@ -116,6 +145,7 @@ def job_spec(request: RunRequest, group: list, method: str, config: Any, seed: i
         eval_tasks=tuple(t.name for t in group),
         train_per_task=request.train_per_task,
         evaluator=request.evaluator,
+        match_params=match,
     )
 
 
@@ -172,95 +202,6 @@ def newer_record(path: Path) -> str | None:
             f"({records.SCHEMA_VERSION}); upgrade peft-bench, or pass another --output-dir"
         )
     return None
-
-
-def model_skeleton(model: str, head: str, num_labels: int, trust_remote_code: bool = False):
-    """``model`` with ``head`` built on the meta device: every module and shape, no weights.
-
-    From the config alone (tiny aliases: their code; folders and packaged models: config.json),
-    in well under a second for any size. None where the config cannot be had without network
-    or converting weights (an uncached ``smollm2-135m``, a hub name offline): the job checks then.
-    """
-    import torch
-
-    from bench import models
-
-    if model in ("tiny-llama", "tiny-bert"):
-        with torch.device("meta"):
-            return models.load(model, head, num_labels=num_labels)[0]
-    if model == "smollm2-135m" and not (models.cache_dir() / "smollm2-135m-instruct" / "config.json").exists():
-        return None
-    source = models.resolve(model)
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        if isinstance(source, Path):
-            raise UsageError(
-                f"model folder '{model}' has an unreadable config.json ({str(err).splitlines()[0]}); "
-                "pass a folder saved with save_pretrained"
-            ) from None
-        return None  # a hub name without network: the job reports it
-    if head == "sequence_classification":
-        config.num_labels = num_labels
-    auto = AutoModelForCausalLM if head == "causal_lm" else AutoModelForSequenceClassification
-    try:
-        with torch.device("meta"):
-            return auto.from_config(config, trust_remote_code=trust_remote_code)
-    except ValueError:
-        kind = "a causal LM" if head == "causal_lm" else "a sequence-classification"
-        raise UsageError(
-            f"model '{model}' ({config.model_type}) has no {kind} head, which its tasks need; "
-            "choose a model of that kind with --model"
-        ) from None
-
-
-def validate_on_skeleton(skeleton, cfg: Any, *, method: str, model: str) -> list[str]:
-    """Dry-run a method config's target resolution and ``k`` check on a weightless model.
-
-    Generic over config fields, not method names: ``target_modules`` is resolved exactly as
-    ``apply`` does (``methods._base.find_targets``), and a ``k`` (connections per output row)
-    must be smaller than the input size of every target layer, as selection requires.
-    """
-    from methods._base import find_targets
-
-    if not hasattr(cfg, "target_modules") and not hasattr(cfg, "k"):
-        return []  # e.g. full fine-tuning: nothing to resolve
-    try:
-        targets = find_targets(skeleton, getattr(cfg, "target_modules", None))
-    except UsageError as err:
-        return [f"{method}.target_modules on model '{model}': {err}"]
-    k = getattr(cfg, "k", None)
-    if isinstance(k, int) and targets:
-        name, layer = min(targets, key=lambda nm: nm[1].in_features)
-        if k >= layer.in_features:
-            return [
-                f"{method}.k={k} must be smaller than the input size {layer.in_features} of '{name}' "
-                f"in model '{model}'; use {method}.k <= {layer.in_features - 1}, or full_ft"
-            ]
-    return []
-
-
-def validate_on_skeletons(selected: list, model: str | None, configs: dict[str, Any], trust_remote_code: bool):
-    """Problems of each method config on each model the tasks use (one skeleton per model and head)."""
-    problems: list[str] = []
-    built: set[tuple[str, str, int]] = set()
-    for task in selected:
-        key = (model or task.default_model, task.head, task.num_labels)
-        if key in built:
-            continue
-        built.add(key)
-        try:
-            skeleton = model_skeleton(*key, trust_remote_code=trust_remote_code)
-        except UsageError as err:
-            problems.append(str(err))
-            continue
-        if skeleton is None:
-            continue
-        for name, cfg in configs.items():
-            problems += validate_on_skeleton(skeleton, cfg, method=name, model=key[0])
-    return problems
 
 
 def group_by_training(selected: list, model: str | None) -> list[list]:

@@ -65,6 +65,7 @@ class RunSection(TypedDict, total=False):
     threads: int | None  # torch CPU threads
     device: str  # as asked: auto | cpu | cuda | cuda:N
     evaluator: str  # native | lm-eval
+    match_params: dict[str, Any] | None  # --match-params: reference, target, knob, value, achieved, note
     trust_remote_code: bool
     command: str  # the command line that reruns this job
     git_sha: str | None  # the code's commit

@@ -43,6 +43,9 @@ class JobSpec:
     """Train on each task's own train file instead of its suite's shared mixture."""
     evaluator: str = "native"
     """``native`` (bench.evaluate) or ``lm-eval`` (lm-evaluation-harness on the merged model)."""
+    match_params: dict[str, Any] | None = None
+    """How ``--match-params`` sized this method (bench.matching.Match): reference, target,
+    knob, value, achieved count, note."""
 
     @property
     def tasks(self) -> tuple[str, ...]:

@@ -28,6 +28,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "bench.measure",
         "bench.distributed",
         "bench.nvml",
+        "bench.skeleton",
+        "bench.matching",
         "bench.report",
         "bench.micro",
     ),

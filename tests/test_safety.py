@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import methods
-from bench import models, plan
+from bench import models, plan, skeleton
 from bench.cli import build_parser
 from bench.config import budget_for
 from bench.models import tiny_llama
@@ -79,7 +79,7 @@ def test_remote_code_is_off_unless_the_user_passes_it():
     assert parser.parse_args(["run"]).trust_remote_code is False
     assert parser.parse_args(["run", "--trust-remote-code"]).trust_remote_code is True
     assert JobSpec.__dataclass_fields__["trust_remote_code"].default is False
-    for fn in (models.load, plan.RunRequest, plan.model_skeleton):
+    for fn in (models.load, plan.RunRequest, skeleton.model_skeleton):
         assert inspect.signature(fn).parameters["trust_remote_code"].default is False, fn.__name__
 
 

@@ -50,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "commonsense mixture or math_10k, train once and are evaluated one by one, as in the papers)",
     )
     what.add_argument(
+        "--match-params",
+        default=None,
+        metavar="METHOD",
+        help="size every other method (LoRA/DoRA r, NeuroAda/masked sparse k) to METHOD's trainable count "
+        "on each model; methods without a size knob run unmatched",
+    )
+    what.add_argument(
         "--evaluator",
         choices=["native", "lm-eval"],
         default="native",
@@ -142,6 +149,7 @@ def main(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         train_per_task=args.train_per_task,
         evaluator=args.evaluator,
+        match_params=args.match_params,
     )
     jobs = plan(request)
     print(f"{len(jobs)} job(s) -> {out}/ (job logs in {out}/logs/)", file=sys.stderr)

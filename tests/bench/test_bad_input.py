@@ -2,7 +2,7 @@
 no traceback, and nothing run. Extends tests/bench/test_cli.py (names, --set, sizes, --data-dir).
 
 Checked at plan time, before any model loads: method targets and ``k`` on a weightless skeleton
-of each model (``plan.model_skeleton``), every data file line by line, existing records.
+of each model (``skeleton.model_skeleton``), every data file line by line, existing records.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import bench.commands.run  # noqa: F401  (imported before a fork, see as_nobody)
-from bench import config, executor_args, executors, plan, records, report  # noqa: F401  (likewise)
+from bench import config, executor_args, executors, plan, records, report, skeleton  # noqa: F401  (likewise)
 from bench.cli import main
 
 NOBODY = 65534
@@ -120,12 +120,12 @@ def test_method_settings_checked_on_the_model_skeleton(capsys, tmp_path, argv, e
 def test_skeleton_has_no_weights_and_valid_settings_pass():
     import methods
 
-    skeleton = plan.model_skeleton("minilm-l6", "sequence_classification", 3)
+    skeleton = skeleton.model_skeleton("minilm-l6", "sequence_classification", 3)
     assert {p.device.type for p in skeleton.parameters()} == {"meta"}
     assert skeleton.config.num_labels == 3
     for name in methods.names():
         cfg = methods.get(name).config_cls()
-        assert plan.validate_on_skeleton(skeleton, cfg, method=name, model="minilm-l6") == []
+        assert skeleton.validate_on_skeleton(skeleton, cfg, method=name, model="minilm-l6") == []
 
 
 # ---------------------------------------------------------------------------------------------
