@@ -16,6 +16,7 @@ from bench.errors import BenchError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("bench.commands.run", "run methods x tasks x seeds and record each job"),
+    "tune": ("bench.commands.tune", "search each method's learning rate on a validation split (no final run)"),
     "ls": ("bench.commands.ls", "list methods, tasks, suites, presets and model aliases"),
     "report": ("bench.commands.report", "tables (md, tex, csv) and plots from a folder of records"),
     "rerun": ("bench.commands.rerun", "repeat a job from its record and say whether it scores the same"),

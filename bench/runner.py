@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench import records
+from bench import records, validation
 from bench.config import Budget
 from bench.records import RunRecord
 from bench.spec import JobSpec
@@ -52,6 +52,7 @@ class Job:
     optimizer: Any = None
     examples: list = field(default_factory=list)
     eval_rows: dict[str, list] = field(default_factory=dict)
+    val_rows: list = field(default_factory=list)
 
 
 def run_one(spec: JobSpec) -> list[RunRecord]:
@@ -85,6 +86,8 @@ def run_one(spec: JobSpec) -> list[RunRecord]:
 def start(spec: JobSpec) -> Job:
     """The job's tasks, budget and the record's ``run`` section as far as the spec tells it."""
     train_task, eval_tasks = job_tasks(spec)
+    if spec.evaluate_on == "validation":  # a learning-rate trial: scored on held-out training rows
+        eval_tasks = [train_task]
     run = {
         **spec.run_section(),
         "train_task": train_task.name,
@@ -127,8 +130,13 @@ def build(job: Job) -> None:
     from methods._base import count_parameters, trainable_count
 
     spec, task, budget = job.spec, job.train_task, job.budget
-    train_rows = task.load("train", spec.data_dir)
-    job.eval_rows = {t.name: t.load("eval", spec.data_dir)[: budget.eval_limit] for t in job.eval_tasks}
+    train_rows, job.val_rows = validation.split_train(task.load("train", spec.data_dir), spec.holdout)
+    if spec.evaluate_on == "validation":
+        criterion = validation.validation_criterion(task, job.val_rows)
+        job.run["validation"] = {"rows": len(job.val_rows), "criterion": criterion}
+        job.eval_rows = {task.name: job.val_rows}
+    else:
+        job.eval_rows = {t.name: t.load("eval", spec.data_dir)[: budget.eval_limit] for t in job.eval_tasks}
     model, job.tokenizer = models.load(
         spec.model,
         task.head,
@@ -231,6 +239,11 @@ def evaluate_phase(job: Job) -> None:
     else:
         from bench.evaluate import evaluate
     job.model = job.method.merge(job.model)
+    if job.run.get("validation", {}).get("criterion") == "loss":
+        job.evaluations[job.train_task.name] = validation.validation_loss(
+            job.train_task, job.model, job.tokenizer, job.val_rows, job.budget, job.device
+        )
+        return
     for task in job.eval_tasks:
         try:
             with measure.Timer() as timer:
@@ -271,6 +284,10 @@ def record_phase(job: Job) -> list[RunRecord]:
     out = []
     for task in job.eval_tasks:
         run = {**job.run, **task_fields(task)}
+        directions = dict(task.higher_is_better)
+        if job.run.get("validation", {}).get("criterion") == "loss":  # a trial scored by its loss
+            run["primary_metric"] = "val_loss"
+            directions = {"val_loss": False}
         evaluation = job.evaluations.get(task.name)
         if job.status["status"] == "ok" and evaluation is not None:
             status, error = evaluation["status"], evaluation.get("error")
@@ -287,7 +304,7 @@ def record_phase(job: Job) -> list[RunRecord]:
             result=result,
             cost=cost,
             env=job.env,
-            higher_is_better=task.higher_is_better,
+            higher_is_better=directions,
         )
         if job.ddp is None or job.ddp.is_main:  # one process writes a multi-process job's records
             records.save(record, job.spec.output_dir)

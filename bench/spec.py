@@ -43,6 +43,14 @@ class JobSpec:
     """Train on each task's own train file instead of its suite's shared mixture."""
     evaluator: str = "native"
     """``native`` (bench.evaluate) or ``lm-eval`` (lm-evaluation-harness on the merged model)."""
+    holdout: int = 0
+    """Rows of the training file held out as a validation split (the same rows for every method
+    and seed: ``bench.runner.split_train``); 0: train on all of it."""
+    evaluate_on: str = "eval"
+    """``eval`` (the task's eval set) or ``validation`` (the held-out rows: a learning-rate trial)."""
+    lr_search: dict[str, Any] | None = None
+    """The learning-rate search that chose ``method_config.lr`` (bench.tune): grid, trials,
+    criterion, chosen rate, whether it sits at the grid's edge, and the search's cost."""
     match_params: dict[str, Any] | None = None
     """How ``--match-params`` sized this method (bench.matching.Match): reference, target,
     knob, value, achieved count, note."""

@@ -239,3 +239,25 @@ def train(
     stats.train_seconds = time.perf_counter() - start
     model.eval()
     return stats
+
+
+@torch.no_grad()
+def mean_loss(
+    model: nn.Module,
+    examples: Sequence[dict],
+    budget: Budget,
+    *,
+    pad_id: int,
+    regression: bool,
+    device: torch.device | None = None,
+) -> float:
+    """The mean per-example loss of ``examples`` (teacher-forced, as in training), in micro-batches:
+    the validation criterion of tasks whose validation rows cannot be scored by the task itself."""
+    model.eval()
+    total, n = 0.0, 0
+    for start in range(0, len(examples), budget.micro_batch_size):
+        chunk = examples[start : start + budget.micro_batch_size]
+        batch = {k: v.to(device) if device is not None else v for k, v in collate(chunk, pad_id, regression).items()}
+        total += float(model(**batch).loss) * len(chunk)
+        n += len(chunk)
+    return total / max(n, 1)

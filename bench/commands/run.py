@@ -63,6 +63,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="score with our batched evaluator (default) or with lm-evaluation-harness on the merged model",
     )
     add_budget_arguments(parser.add_argument_group("budget (identical for every method)"))
+    tune = parser.add_argument_group("learning-rate search (bench.tune; the same for every method)")
+    tune.add_argument(
+        "--tune-lr",
+        action="store_true",
+        help="search each method's rate on a validation split of the training file before the final runs",
+    )
+    tune.add_argument(
+        "--lr-grid",
+        type=positive_int("--lr-grid"),
+        default=5,
+        metavar="N",
+        help="rates per method, half a decade apart around its configured rate (default: 5, x0.1 to x10)",
+    )
+    tune.add_argument(
+        "--val-size",
+        type=positive_int("--val-size"),
+        default=200,
+        metavar="N",
+        help="training rows held out as the validation split (default: 200); the final runs never train on them",
+    )
     where = parser.add_argument_group("where")
     where.add_argument(
         "--data-dir",
@@ -105,8 +125,10 @@ def add_budget_arguments(group) -> None:
     group.add_argument("--eval-batch-size", type=positive_int("--eval-batch-size"))
 
 
-def main(args: argparse.Namespace) -> int:
-    from bench import executor_args, executors, records, report
+def main(args: argparse.Namespace, final: bool = True) -> int:
+    """Plan, search learning rates (``--tune-lr``), run the final jobs (unless ``final`` is
+    False: ``bench tune``), print the table."""
+    from bench import executor_args, executors, records, report, tune
     from bench.config import PRESETS, budget_for, parse_overrides
     from bench.plan import RunRequest, plan
 
@@ -152,6 +174,17 @@ def main(args: argparse.Namespace) -> int:
         match_params=args.match_params,
     )
     jobs = plan(request)
+    run_options = dict(force=args.force, rerun_failed=args.rerun_failed, progress=not args.no_progress)
+    if args.tune_lr:
+        trials = tune.trial_jobs(jobs, args.lr_grid, args.val_size)
+        flat = [t for group in trials.values() for t in group]
+        print(f"{len(flat)} learning-rate trial(s) -> {out}/tune/", file=sys.stderr)
+        executors.run(args.executor, flat, options=options, **run_options)
+        jobs = tune.tuned(jobs, trials, args.val_size)
+        for line in tune.report_lines(jobs):
+            print(line, file=sys.stderr)
+    if not final:
+        return 0
     print(f"{len(jobs)} job(s) -> {out}/ (job logs in {out}/logs/)", file=sys.stderr)
     outcomes = executors.run(
         args.executor,
