@@ -41,11 +41,12 @@ from bench.report.render import (
     results_latex,
     results_markdown,
     summary_table,
+    tuning_markdown,
     wtl_frame,
     wtl_latex,
     wtl_markdown,
 )
-from bench.report.table import cost_frame, main_table
+from bench.report.table import cost_frame, main_table, tuning_frame
 
 
 def markdown_of(df: pd.DataFrame) -> str:
@@ -53,7 +54,7 @@ def markdown_of(df: pd.DataFrame) -> str:
     if df.empty:
         return "_no records_\n"
     parts = [results_markdown(main_table(df))]
-    for part in (cost_markdown(df), excluded_markdown(df)):
+    for part in (tuning_markdown(df), cost_markdown(df), excluded_markdown(df)):
         if part:
             parts.append(part)
     return "\n".join(parts)
@@ -87,6 +88,9 @@ def write_report(
         put("wins_ties_losses.md", wtl_markdown(table) + "\n")
         put("wins_ties_losses.tex", wtl_latex(table))
         put("wins_ties_losses.csv", wtl_frame(table).to_csv(index=False))
+    if tuning_markdown(df):
+        put("learning_rates.md", tuning_markdown(df))
+        put("learning_rates.csv", tuning_frame(df).to_csv(index=False))
     cost = cost_frame(df)
     if not cost.empty:
         put("cost.md", cost_markdown(df))

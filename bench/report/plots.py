@@ -8,7 +8,8 @@
   ``run.method_config.k``), one panel per task; only written when such records exist;
 - ``loss_curves``: training loss per step per method (mean over seeds, min-max band), one panel
   per training set;
-- ``wins_ties_losses``: the win/tie/loss matrix of the main table as a heatmap.
+- ``wins_ties_losses``: the win/tie/loss matrix of the main table as a heatmap;
+- ``learning_rates``: validation score against learning rate per method (``bench.tune``).
 
 A suite's score is its average column in the main table (over the tasks every method has), or
 its single task's score; the same runs as the tables enter (finished, not smoke). Each file is
@@ -27,7 +28,7 @@ from matplotlib.figure import Figure
 
 from bench.records import write_atomic
 from bench.report.frame import comparable
-from bench.report.table import main_table, mean_or_none, method_order, task_order
+from bench.report.table import main_table, mean_or_none, method_order, task_order, tuning_frame
 
 FORMATS = ("png", "pdf")
 _METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None}}  # byte-stable files
@@ -279,12 +280,48 @@ def wins_ties_losses(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     return save(fig, out_dir / "wins_ties_losses")
 
 
+def learning_rates(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Validation score against learning rate (log x) per method, one panel per training set;
+    the chosen rate is circled."""
+    frame = tuning_frame(df)
+    if frame.empty:
+        return []
+    colors = _colors(method_order(comparable(df)))
+    groups = list(dict.fromkeys(frame["trained_on"]))
+    fig, axes = _panels(len(groups), width=4.0)
+    for ax, group in zip(axes, groups, strict=True):
+        sub = frame[frame["trained_on"] == group]
+        for _, r in sub.iterrows():
+            pts = sorted((lr, v) for lr, v in r["scores"].items() if v is not None)
+            if not pts:
+                continue
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, marker="o", ms=3, lw=1.2, color=colors.get(r["method"], "0.3"), label=r["method"])
+            if r["lr"] in r["scores"] and r["scores"][r["lr"]] is not None:
+                ax.scatter([r["lr"]], [r["scores"][r["lr"]]], s=80, facecolors="none", edgecolors="0.2", zorder=4)
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate (log)")
+        ax.set_ylabel(f"validation {sub['criterion'].iloc[0]}")
+        ax.set_title(f"trained on {group} (circled: chosen)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    return save(fig, out_dir / "learning_rates")
+
+
 def write_all(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Every plot that the records allow; returns the files written."""
     out_dir = Path(out_dir)
     if comparable(df).empty:
         return []
     written: list[Path] = []
-    for plot in (accuracy_vs_params, accuracy_vs_memory, throughput, k_sweep, loss_curves, wins_ties_losses):
+    for plot in (
+        accuracy_vs_params,
+        accuracy_vs_memory,
+        throughput,
+        k_sweep,
+        loss_curves,
+        wins_ties_losses,
+        learning_rates,
+    ):
         written += plot(df, out_dir)
     return written

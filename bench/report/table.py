@@ -171,6 +171,8 @@ class MainTable:
     """Per task: intervals and paired tests (bench.report.significance)."""
     wtl: pd.DataFrame = field(default_factory=pd.DataFrame)
     """Methods x methods: wins/ties/losses over tasks (significant differences only)."""
+    matched: list[str] = field(default_factory=list)
+    """Caption lines of ``--match-params`` runs ("matched to N parameters")."""
 
 
 def _task_column(
@@ -289,7 +291,7 @@ def main_table(df: pd.DataFrame) -> MainTable:
     directions = {c.key: c.higher_is_better for c in columns if not c.is_average}
     wtl = wins_ties_losses({t: (ts, directions[t]) for t, ts in per_task.items()}, methods)
     table = MainTable(methods, columns, groups, cells, trainable, trainable_text, seeds, budget_lines, warnings, notes)
-    table.stats, table.wtl = per_task, wtl
+    table.stats, table.wtl, table.matched = per_task, wtl, matched_budget_lines(df)
     return table
 
 
@@ -378,3 +380,49 @@ def cost_frame(df: pd.DataFrame) -> pd.DataFrame:
     if "rss_mb" in keep and frame["rss_mb"].equals(frame["peak_memory_mb"]):
         keep.remove("rss_mb")
     return frame[["task", "method", *keep, "seeds"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning-rate searches and matched budgets
+# ---------------------------------------------------------------------------------------------
+def tuning_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, training task) whose comparable runs carry a search (``run.lr_search``):
+    the chosen rate, the criterion, the grid, whether the choice sits at its edge, trials' cost."""
+    ok = comparable(df)
+    rows = []
+    for (method, train_task), runs in ok.groupby(["method", "train_task"], sort=False):
+        search = next((s for s in runs["lr_search"] if isinstance(s, dict) and "grid" in s), None)
+        if search is None:
+            continue
+        rows.append(
+            {
+                "method": method,
+                "trained_on": train_task,
+                "lr": search.get("chosen"),
+                "criterion": search.get("criterion"),
+                "grid": search.get("grid"),
+                "edge": bool(search.get("edge")),
+                "trials": len(search.get("trials") or []),
+                "seconds": search.get("seconds"),
+                "scores": {t["lr"]: t["score"] for t in search.get("trials") or []},
+            }
+        )
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    order = {m: i for i, m in enumerate(method_order(ok))}
+    return frame.sort_values(["trained_on", "method"], key=lambda c: c.map(order) if c.name == "method" else c)
+
+
+def matched_budget_lines(df: pd.DataFrame) -> list[str]:
+    """Caption lines for runs sized by ``--match-params``: the target per reference and model, and
+    the methods left unmatched or off target."""
+    ok = comparable(df)
+    found = [(r["model"], m) for _, r in ok.iterrows() if isinstance(m := r["match_params"], dict)]
+    lines = []
+    for model, m in dict.fromkeys((model, json.dumps(m, sort_keys=True)) for model, m in found):
+        m = json.loads(m)
+        if m.get("note") == "reference":
+            lines.append(f"Budgets on {model} matched to {m['target']:,} trainable parameters ({m['reference']}'s).")
+    notes = {f"{m['method']}: {m['note']}" for _, m in found if m.get("note") and m.get("note") != "reference"}
+    return lines + sorted(notes)
