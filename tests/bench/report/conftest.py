@@ -1,4 +1,5 @@
-"""Shared inputs of the report tests: the golden fixture records and records built in code."""
+"""Shared inputs of the report tests: the golden records (a real toy run made by
+``tests/golden/make_records.py``) and records built in code."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Tables as text: golden Markdown and LaTeX of the fixture records, formatting, escaping, the
-runs left out and the end-of-sweep summary.
+"""Tables as text: golden Markdown and LaTeX of the golden records (a real toy run, see
+``tests/golden/README.md``), formatting, escaping, the runs left out and the end-of-sweep summary.
 
 Regenerate the golden files after an intended change with ``BENCH_REGEN_GOLDEN=1 pytest
 tests/bench/report/test_report_render.py`` and review the diff.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bench import records
 from bench.report import frame_of
 from bench.report.render import (
     cost_markdown,
@@ -22,6 +23,7 @@ from bench.report.render import (
 from bench.report.table import main_table
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden"
+RECORDS = GOLDEN / "records"
 REGEN = os.environ.get("BENCH_REGEN_GOLDEN") == "1"
 
 
@@ -50,9 +52,16 @@ def test_cost_markdown_matches_golden(golden_frame):
 
 def test_runs_left_out_are_listed(golden_frame):
     listed = excluded_markdown(golden_frame)
-    assert "| full_ft | boolq | 7 | accuracy | 99.0 |" in listed
-    assert "| lora--gsm8k--seed1.json | failed | no | RuntimeError: out of memory |" in listed
-    assert "| neuroada@k=4--svamp--seed1.json | diverged | no | loss became nan at step 12 |" in listed
+    smoke = records.load(RECORDS / "full_ft--boolq--seed7.json")
+    assert smoke.run["smoke"] and smoke.result["status"] == "ok"
+    assert f"| full_ft | boolq | 7 | accuracy | {smoke.result['metrics']['accuracy']:.1f} |" in listed
+    for name, status, reason in (
+        ("lora--gsm8k--seed1.json", "failed", "timed out after 1s (--job-timeout)"),
+        ("neuroada@k=4--svamp--seed1.json", "diverged", "loss became nan at step 1"),
+    ):
+        result = records.load(RECORDS / name).result
+        assert result["status"] == status and result["error"].startswith(reason)
+        assert f"| {name} | {status} | no | {result['error']} |" in listed
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,16 +3,21 @@ direction, budget warnings, contamination and the notes under the main table."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import tasks
+from bench import records
 from bench.report import frame_of
 from bench.report.frame import comparable
 from bench.report.table import column_groups, main_table, method_order, task_order
 
+RECORDS = Path(__file__).resolve().parents[2] / "golden" / "records"
+
 
 # ---------------------------------------------------------------------------------------------
-# What the fixture table must show (independent of the golden text)
+# What the golden table must show (independent of the golden text)
 # ---------------------------------------------------------------------------------------------
 def test_columns_follow_the_paper_order_with_suite_averages(golden_frame):
     table = main_table(golden_frame)
@@ -35,7 +40,7 @@ def test_columns_follow_the_paper_order_with_suite_averages(golden_frame):
 
 def test_smoke_failed_and_diverged_runs_are_left_out(golden_frame):
     table = main_table(golden_frame)
-    assert table.cells[("full_ft", "boolq")].n == 2  # not the smoke run's 99.0
+    assert table.cells[("full_ft", "boolq")].n == 2  # not the smoke run (seed 7)
     assert table.cells[("lora", "gsm8k")].n == 1  # its seed 1 failed
     assert table.cells[("neuroada@k=4", "svamp")].n == 1  # its seed 1 diverged
     assert table.seeds["lora"] == "1–2"
@@ -43,16 +48,36 @@ def test_smoke_failed_and_diverged_runs_are_left_out(golden_frame):
 
 def test_average_is_over_tasks_every_method_has(golden_frame):
     table = main_table(golden_frame)
-    lora = table.cells[("lora", "avg:commonsense")]
-    assert lora.mean == pytest.approx((61.2 + 61.5) / 2)  # siqa left out: lora has none
+    assert ("lora", "siqa") not in table.cells and ("full_ft", "siqa") in table.cells
+    for method in table.methods:  # siqa left out: lora has none
+        cells = [table.cells[(method, task)] for task in ("boolq", "piqa")]
+        expected = sum(c.mean for c in cells) / len(cells)
+        assert table.cells[(method, "avg:commonsense")].mean == pytest.approx(expected)
+    assert any("left out: siqa" in n for n in table.notes)
+
+
+def test_average_leaves_out_a_task_some_method_lacks(rec):
+    items = [
+        rec("a", "boolq", 0, 60.0),
+        rec("a", "piqa", 0, 62.0),
+        rec("a", "siqa", 0, 90.0),
+        rec("b", "boolq", 0, 50.0),
+        rec("b", "piqa", 0, 54.0),
+    ]
+    table = main_table(frame_of(items))
+    assert table.cells[("a", "avg:commonsense")].mean == pytest.approx((60.0 + 62.0) / 2)
+    assert table.cells[("b", "avg:commonsense")].mean == pytest.approx((50.0 + 54.0) / 2)
     assert any("left out: siqa" in n for n in table.notes)
 
 
 def test_budget_differences_are_warned(golden_frame):
     table = main_table(golden_frame)
+    steps = records.load(RECORDS / "full_ft--gsm8k--seed0.json").run["budget"]["max_steps"]
+    rerun = records.load(RECORDS / "neuroada@k=4--gsm8k--seed1.json").run["budget"]["max_steps"]
+    assert rerun != steps
     assert len(table.warnings) == 1
-    assert table.warnings[0].startswith("runs on gsm8k differ in max_steps (40: full_ft")
-    assert "80: neuroada@k=4" in table.warnings[0]
+    assert table.warnings[0].startswith(f"runs on gsm8k differ in max_steps ({steps}: full_ft")
+    assert f"{rerun}: neuroada@k=4" in table.warnings[0]
 
 
 def test_contaminated_results_carry_a_dagger(golden_frame):
