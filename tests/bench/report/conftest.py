@@ -20,10 +20,21 @@ def golden_frame():
 
 
 def make_record(
-    method, task, seed, score, *, metric="accuracy", suite="commonsense", dtype="float32", higher=True, **run
+    method,
+    task,
+    seed,
+    score,
+    *,
+    metric="accuracy",
+    suite="commonsense",
+    dtype="float32",
+    higher=True,
+    items=None,
+    **run,
 ):
     """``(path, record)`` of a finished run; ``higher`` is the record's ``result.higher_is_better``
-    for ``metric`` (None: not recorded, as in records written before runs recorded it)."""
+    for ``metric`` (None: not recorded, as in records written before runs recorded it); ``items``
+    its per-item results (``{"correct": [...]}`` or predictions and references), none by default."""
     budget = {
         "max_steps": 10,
         "batch_size": 4,
@@ -35,6 +46,10 @@ def make_record(
     result = {"status": "ok", "metrics": {metric: score}}
     if higher is not None:
         result["higher_is_better"] = {metric: higher}
+    if items is not None:
+        n = len(next(iter(items.values())))
+        result["items"] = {"id": list(range(n)), **items}
+        result["items_hash"] = f"sha256:{task}"
     return (
         Path(f"{method}--{task}--seed{seed}.json"),
         RunRecord(

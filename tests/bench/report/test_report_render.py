@@ -76,13 +76,15 @@ def test_lower_is_better_metric_is_marked_in_the_header(rec):
     items = [rec(m, "t", 0, s, metric="loss", higher=False) for m, s in (("a", 3.0), ("b", 1.0), ("c", 2.0))]
     md = results_markdown(main_table(frame_of(items)))
     assert "| t (loss) ↓ |" in md
-    assert "| b | 50.00 | **1.0** | 1 |" in md and "| c | 50.00 | <u>2.0</u> | 1 |" in md
+    assert "| b | 50.00 | 1.0 | 1 |" in md and "| c | 50.00 | 2.0 | 1 |" in md  # no items: no test, no bold
 
 
-def test_mean_std_and_seed_count(rec):
+def test_mean_and_seed_count_without_items(rec):
     items = [rec("a", "t", s, v) for s, v in enumerate((70.0, 72.0, 74.0))]
-    md = results_markdown(main_table(frame_of(items)))
-    assert "| a | 50.00 | 72.0 ± 2.0 | 3 |" in md
+    table = main_table(frame_of(items))
+    md = results_markdown(table)
+    assert "| a | 50.00 | 72.0 | 3 |" in md
+    assert "t: a has runs without per-item results: no interval or test for it." in table.notes
 
 
 def test_latex_escapes_names(rec):
@@ -92,18 +94,25 @@ def test_latex_escapes_names(rec):
     assert r"new\_task" in tex
 
 
-def test_latex_bold_underline_display_names_and_suite_titles(rec):
+def test_latex_bold_display_names_and_suite_titles(rec):
+    good = [True] * 160 + [False] * 40
+    one_off = [False] + good[1:]  # one item worse: not significantly
+    worse = [False] * 60 + good[60:]  # 30 points worse
     items = [
-        rec(m, "glue_cola", 0, s, metric="matthews_corr", suite="glue")
-        for m, s in (("a", 3.0), ("b", 1.0), ("c", 2.0))
+        rec(m, "glue_sst2", 0, 100.0 * sum(c) / len(c), suite="glue", items={"correct": c})
+        for m, c in (("a", good), ("b", one_off), ("c", worse))
     ]
-    tex = results_latex(main_table(frame_of(items)))
+    table = main_table(frame_of(items))
+    tex = results_latex(table)
     assert (
         "\n" + r"\multicolumn{2}{c}{} & GLUE &  \\" + "\n" + r"\cmidrule(lr){3-3}" + "\n" in tex
     )  # one task: no multicolumn
-    assert r"Method & Params (\%) & CoLA & Seeds \\" in tex
-    assert r"a & 50.00 & \textbf{3.0} & 1 \\" in tex and r"c & 50.00 & \underline{2.0} & 1 \\" in tex
-    assert r"b & 50.00 & 1.0 & 1 \\" in tex
+    assert r"Method & Params (\%) & SST-2 & Seeds \\" in tex
+    a, b, c = (table.cells[(m, "glue_sst2")] for m in "abc")
+    assert rf"a & 50.00 & \textbf{{80.0 [{a.low:.1f}, {a.high:.1f}]}} & 1 \\" in tex
+    assert rf"b & 50.00 & \textbf{{79.5 [{b.low:.1f}, {b.high:.1f}]}} & 1 \\" in tex
+    assert rf"c & 50.00 & 50.0 [{c.low:.1f}, {c.high:.1f}] & 1 \\" in tex
+    assert r"McNemar's exact test" in tex
 
 
 def test_summary_of_a_failed_run(rec):

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import tasks
-from bench import records
+from bench import records, stats
 from bench.report import frame_of
 from bench.report.frame import comparable
 from bench.report.table import column_groups, main_table, method_order, task_order
@@ -90,47 +91,61 @@ def test_contaminated_results_carry_a_dagger(golden_frame):
 # ---------------------------------------------------------------------------------------------
 # Ranking and direction on records built in code
 # ---------------------------------------------------------------------------------------------
-def test_lower_is_better_metric_ranks_the_lowest_first(rec):
+def correct(n_right: int, n: int = 200) -> dict:
+    return {"correct": [True] * n_right + [False] * (n - n_right)}
+
+
+def test_lower_is_better_metric_makes_the_lowest_the_best(rec):
     df = frame_of(
-        [
-            rec("a", "t", 0, 3.0, metric="loss", higher=False),
-            rec("b", "t", 0, 1.0, metric="loss", higher=False),
-            rec("c", "t", 0, 2.0, metric="loss", higher=False),
-        ]
+        [rec(m, "t", 0, k / 2, higher=False, items=correct(k)) for m, k in (("a", 150), ("b", 20), ("c", 100))]
     )
     table = main_table(df)
-    assert [table.cells[(m, "t")].rank for m in ("a", "b", "c")] == [None, 1, 2]
+    assert table.stats["t"].best == "b"
+    assert [table.cells[(m, "t")].best for m in ("a", "b", "c")] == [False, True, False]
 
 
 def test_record_direction_decides_and_unknown_metrics_are_noted(rec):
-    items = [rec("a", "t", 0, 1.0, metric="weird", higher=None), rec("b", "t", 0, 2.0, metric="weird", higher=None)]
+    # task "t" is not registered: without a recorded direction, "accuracy"'s is unknown here
+    items = [rec(m, "t", 0, k / 2, higher=None, items=correct(k)) for m, k in (("a", 100), ("b", 160))]
     table = main_table(frame_of(items))
-    assert table.cells[("b", "t")].rank == 1
-    assert any("Direction unknown for metric(s) weird" in n for n in table.notes)
-    items = [rec(m, "t", 0, s, metric="weird", higher=False) for m, s in (("a", 1.0), ("b", 2.0))]
+    assert table.stats["t"].best == "b"
+    assert any("Direction unknown for metric(s) accuracy" in n for n in table.notes)
+    items = [rec(m, "t", 0, k / 2, higher=False, items=correct(k)) for m, k in (("a", 100), ("b", 160))]
     table = main_table(frame_of(items))
-    assert table.cells[("a", "t")].rank == 1 and not table.notes
+    assert table.stats["t"].best == "a" and not table.notes
 
 
 @pytest.mark.parametrize("higher", [None, True], ids=["registry", "record"])
 def test_cola_with_its_real_metric_has_a_known_direction(rec, higher):
     # The bug: the report's own metric map lacked matthews_corr, glue_cola's primary metric.
     assert tasks.get("glue_cola").metrics[0] == "matthews_corr"
+    refs = [1, 0] * 100
+    preds = {"a": refs[:120] + [1] * 80, "b": refs[:180] + [1] * 20}
     items = [
-        rec(m, "glue_cola", 0, s, metric="matthews_corr", suite="glue", higher=higher)
-        for m, s in (("a", 40.0), ("b", 42.0))
+        rec(
+            m,
+            "glue_cola",
+            0,
+            float(stats.matthews_binary(np.array(p), np.array(refs))),
+            metric="matthews_corr",
+            suite="glue",
+            higher=higher,
+            items={"prediction": p, "reference": refs},
+        )
+        for m, p in preds.items()
     ]
     table = main_table(frame_of(items))
     assert table.notes == []  # was: "Direction unknown for metric(s) matthews_corr"
-    assert table.cells[("b", "glue_cola")].rank == 1
+    assert table.stats["glue_cola"].best == "b"
+    cell = table.cells[("b", "glue_cola")]
+    assert cell.best and cell.low < cell.mean < cell.high
 
 
-def test_ties_share_a_rank_and_second_best_needs_three_entries(rec):
-    table = main_table(frame_of([rec("a", "t", 0, 5.0), rec("b", "t", 0, 4.0)]))
-    assert [table.cells[(m, "t")].rank for m in ("a", "b")] == [1, None]
-    items = [rec("a", "t", 0, 5.0), rec("b", "t", 0, 5.04), rec("c", "t", 0, 4.0)]
-    table = main_table(frame_of(items))
-    assert [table.cells[(m, "t")].rank for m in ("a", "b", "c")] == [1, 1, 2]  # 5.0 and 5.0 shown
+def test_equal_methods_are_both_bold_and_a_lone_method_is_not(rec):
+    table = main_table(frame_of([rec(m, "t", 0, 60.0, items=correct(120)) for m in ("a", "b")]))
+    assert table.cells[("a", "t")].best and table.cells[("b", "t")].best
+    alone = main_table(frame_of([rec("a", "t", 0, 60.0, items=correct(120))]))
+    assert not alone.cells[("a", "t")].best  # nothing to compare with
 
 
 def test_dtype_and_gradient_checkpointing_differences_are_warned(rec):
@@ -176,3 +191,4 @@ def test_unknown_suites_follow_the_registered_ones_first_seen(rec):
 def test_method_order_known_methods_first_and_k_naturally(rec):
     items = [rec(m, "t", 0, 1.0) for m in ("zz", "neuroada@k=16", "neuroada@k=4", "lora", "full_ft")]
     assert method_order(frame_of(items)) == ["full_ft", "lora", "neuroada@k=4", "neuroada@k=16", "zz"]
+    assert method_order(frame_of([rec("lora", "t", 0, 1.0), rec("base", "t", 0, 1.0)]))[0] == "base"

@@ -29,6 +29,9 @@ def test_write_report_writes_tables(written):
         "results.md",
         "results.tex",
         "results.csv",
+        "wins_ties_losses.md",
+        "wins_ties_losses.tex",
+        "wins_ties_losses.csv",
         "cost.md",
         "cost.tex",
         "cost.csv",
@@ -38,14 +41,17 @@ def test_write_report_writes_tables(written):
     assert (out / "tables" / "report.md").read_text() == text
     assert (out / "tables" / "results.md").read_text() == (GOLDEN / "results.md").read_text()
     csv = (out / "tables" / "results.csv").read_text().splitlines()
-    assert csv[0] == "method,suite,task,metric,higher_is_better,mean,std,n_seeds,rank,contaminated,trainable_pct"
+    assert csv[0] == (
+        "method,suite,task,metric,higher_is_better,mean,ci_low,ci_high,std,n_seeds,"
+        "best,p_vs_best,vs_base,p_vs_base,contaminated,trainable_pct"
+    )
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temp files left
 
 
 def test_plots_are_written_and_not_empty(written):
     out, _, paths = written
     names = {p.name for p in paths if p.parent.name == "plots"}
-    stems = ("accuracy_vs_params", "accuracy_vs_memory", "throughput", "k_sweep")
+    stems = ("accuracy_vs_params", "accuracy_vs_memory", "throughput", "k_sweep", "loss_curves", "wins_ties_losses")
     assert names == {f"{s}.{ext}" for s in stems for ext in ("png", "pdf")}
     for name in names:
         data = (out / "plots" / name).read_bytes()
