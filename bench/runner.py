@@ -428,6 +428,7 @@ def quiet_libraries() -> None:
 
         hf_logging.disable_default_handler()  # its own stderr handler; propagate to ours instead
         hf_logging.enable_propagation()
+        hf_logging.disable_progress_bar()  # loading and conversion bars: the terminal shows ours
     except ImportError:  # pragma: no cover - transformers is a dependency
         pass
 

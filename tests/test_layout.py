@@ -172,3 +172,28 @@ def test_sizes(module):
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long, f"{path}: functions over {MAX_FUNCTION_LINES} lines: {', '.join(long)}"
+
+
+TESTS = {p.stem for p in (ROOT / "tests").rglob("test_*.py")}
+TESTED_ELSEWHERE = {
+    "bench": "the package's docstring only",
+    "bench.__main__": "calls bench.cli.main (tests/bench/test_cli.py)",
+    "bench.commands": "the package's docstring only",
+    "bench.report": "write_report: tests/bench/report/test_report_write.py",
+    "methods": "the registry: tests/bench/test_registry.py",
+    "tasks": "the registry: tests/tasks/test_task_registry.py",
+}
+
+
+def test_every_module_has_a_test_module():
+    """``pkg/a/b.py`` is tested by ``test_b.py`` or ``test_a_b.py`` (``_`` prefixes dropped;
+    ``methods/_base.py`` and ``tasks/_base.py``: ``test_method_base``, ``test_task_base``)."""
+    missing = []
+    for module in SOURCES:
+        if module in TESTED_ELSEWHERE:
+            continue
+        parts = [p.lstrip("_") for p in module.split(".")]
+        names = {f"test_{parts[-1]}", f"test_{'_'.join(parts[-2:])}", f"test_{parts[0].rstrip('s')}_{parts[-1]}"}
+        if not names & TESTS:
+            missing.append(f"{module} (one of {sorted(names)})")
+    assert not missing, "modules without a test module: " + ", ".join(missing)

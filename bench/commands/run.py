@@ -25,12 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     what = parser.add_argument_group("what to run")
     what.add_argument(
-        "--methods", default="neuroada,lora", help="comma list of methods, or 'all' (default: neuroada,lora)"
+        "--methods",
+        default="base,neuroada,lora",
+        help="comma list of methods, or 'all' (default: base,neuroada,lora)",
     )
     what.add_argument(
         "--tasks",
-        default="glue_sst2,arc_easy_mc",
-        help="comma list of tasks, suite names (commonsense, arithmetic, glue, toy), or 'all'",
+        default="glue_sst2",
+        help="comma list of tasks, suite names (commonsense, arithmetic, glue, toy), or 'all' (default: glue_sst2)",
     )
     what.add_argument("--seeds", default="0", help="comma list of seeds (default: 0)")
     what.add_argument(
@@ -63,26 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="score with our batched evaluator (default) or with lm-evaluation-harness on the merged model",
     )
     add_budget_arguments(parser.add_argument_group("budget (identical for every method)"))
-    tune = parser.add_argument_group("learning-rate search (bench.tune; the same for every method)")
-    tune.add_argument(
-        "--tune-lr",
-        action="store_true",
-        help="search each method's rate on a validation split of the training file before the final runs",
-    )
-    tune.add_argument(
-        "--lr-grid",
-        type=positive_int("--lr-grid"),
-        default=5,
-        metavar="N",
-        help="rates per method, half a decade apart around its configured rate (default: 5, x0.1 to x10)",
-    )
-    tune.add_argument(
-        "--val-size",
-        type=positive_int("--val-size"),
-        default=200,
-        metavar="N",
-        help="training rows held out as the validation split (default: 200); the final runs never train on them",
-    )
+    add_tune_arguments(parser.add_argument_group("learning-rate search (bench.tune; the same for every method)"))
     where = parser.add_argument_group("where")
     where.add_argument(
         "--data-dir",
@@ -111,6 +94,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from bench import executor_args
 
     executor_args.add_arguments(parser)
+
+
+def add_tune_arguments(group) -> None:
+    group.add_argument(
+        "--tune-lr",
+        action="store_true",
+        help="search each method's rate on a validation split of the training file before the final runs",
+    )
+    group.add_argument(
+        "--lr-grid",
+        type=positive_int("--lr-grid"),
+        default=5,
+        metavar="N",
+        help="rates per method, half a decade apart around its configured rate (default: 5, x0.1 to x10)",
+    )
+    group.add_argument(
+        "--val-size",
+        type=positive_int("--val-size"),
+        default=200,
+        metavar="N",
+        help="training rows held out as the validation split (default: 200); the final runs never train on them",
+    )
 
 
 def add_budget_arguments(group) -> None:

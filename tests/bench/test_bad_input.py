@@ -120,12 +120,12 @@ def test_method_settings_checked_on_the_model_skeleton(capsys, tmp_path, argv, e
 def test_skeleton_has_no_weights_and_valid_settings_pass():
     import methods
 
-    skeleton = skeleton.model_skeleton("minilm-l6", "sequence_classification", 3)
-    assert {p.device.type for p in skeleton.parameters()} == {"meta"}
-    assert skeleton.config.num_labels == 3
+    model = skeleton.model_skeleton("minilm-l6", "sequence_classification", 3)
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    assert model.config.num_labels == 3
     for name in methods.names():
         cfg = methods.get(name).config_cls()
-        assert skeleton.validate_on_skeleton(skeleton, cfg, method=name, model="minilm-l6") == []
+        assert skeleton.validate_on_skeleton(model, cfg, method=name, model="minilm-l6") == []
 
 
 # ---------------------------------------------------------------------------------------------
