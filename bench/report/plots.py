@@ -6,8 +6,8 @@
 - ``throughput``: training tokens/s per method (bars, ± std over seeds), grouped by task;
 - ``k_sweep``: score vs k for each method recorded with several k (``neuroada@k=16``: the k is
   ``run.method_config.k``), one panel per task; only written when such records exist;
-- ``loss_curves``: training loss per step per method (mean over seeds, min-max band), one panel
-  per training set;
+- ``loss_curves``: training loss per step per method (a moving average over 1/25 of the steps;
+  mean over seeds, min-max band), one panel per training set;
 - ``wins_ties_losses``: the win/tie/loss matrix of the main table as a heatmap;
 - ``learning_rates``: validation score against learning rate per method (``bench.tune``).
 
@@ -219,9 +219,9 @@ def k_sweep(df: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 
 def loss_curves(df: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Training loss per optimizer step, one panel per training set: per method the mean over
-    seeds, with a band from the lowest to the highest seed. Tasks trained in one job share one
-    curve, so each (method, training task, seed) counts once."""
+    """Training loss per optimizer step (moving average over 1/25 of the steps), one panel per
+    training set: per method the mean over seeds, with a band from the lowest to the highest
+    seed. Tasks trained in one job share one curve: each (method, training task, seed) counts once."""
     ok = comparable(df)
     ok = ok[ok["losses"].apply(lambda v: isinstance(v, list) and len(v) > 0)]
     if ok.empty:
@@ -238,13 +238,16 @@ def loss_curves(df: pd.DataFrame, out_dir: Path) -> list[Path]:
             if not curves:
                 continue
             n = min(len(c) for c in curves)  # seeds of one budget have the same number of steps
-            stacked = np.stack([c[:n] for c in curves])
-            steps = np.arange(1, n + 1)
+            # a moving average over ~1/25 of the steps: one step's loss on 8 examples is noise
+            window = max(1, n // 25)
+            kernel = np.ones(window) / window
+            stacked = np.stack([np.convolve(c[:n], kernel, mode="valid") for c in curves])
+            steps = np.arange(window, n + 1)
             ax.plot(steps, stacked.mean(axis=0), color=colors[m], lw=1.2, label=f"{m} ({len(curves)} seed(s))")
             if len(curves) > 1:
                 ax.fill_between(steps, stacked.min(axis=0), stacked.max(axis=0), color=colors[m], alpha=0.2, lw=0)
         ax.set_xlabel("optimizer step")
-        ax.set_ylabel("training loss")
+        ax.set_ylabel("training loss (moving average)")
         ax.set_title(f"trained on {train_task}")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
