@@ -123,6 +123,30 @@ PRESETS: dict[str, Preset] = {
             # for NeuroAda, LoRA and full fine-tuning), 60 left the loss at 0.69. Eval: all 500 items.
             suites={"glue": {"max_steps": 300, "eval_limit": None}},
         ),
+        Preset(
+            "study",
+            "the CPU study (README): SST-2 150 steps of 8 on all 500 eval items; commonsense 16 steps of 4, "
+            "max length 160, 100 eval items; for --tune-lr with --lr-grid 3 and 3 seeds",
+            {
+                "max_steps": 16,
+                "batch_size": 4,
+                "micro_batch_size": 4,
+                "max_length": 160,  # an ARC question, its options and the answer fit in 160 tokens
+                "eval_limit": 100,
+                "eval_batch_size": 16,
+            },
+            # MiniLM: 150 steps of 8 take ~25 s per job on one thread here and SST-2 learns (loss
+            # ~0.4 by step 150 in the demo's curve); SmolLM2 steps cost ~10x more.
+            suites={
+                "glue": {
+                    "max_steps": 150,
+                    "batch_size": 8,
+                    "micro_batch_size": 8,
+                    "max_length": 128,
+                    "eval_limit": None,
+                }
+            },
+        ),
         Preset("default", "the Budget defaults: 100 steps of 8, full eval set", {}),
         Preset(
             "paper",

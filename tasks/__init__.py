@@ -47,7 +47,7 @@ PAPER_ORDER = (
     # glue
     *("glue_cola", "glue_sst2", "glue_mrpc", "glue_qqp", "glue_stsb", "glue_mnli", "glue_qnli", "glue_rte"),
 )
-"""The 23 paper tasks in the papers' column order (``bench/report.py``'s ``PAPER_TASK_ORDER``)."""
+"""The 23 paper tasks in the papers' column order (commonsense, arithmetic, GLUE)."""
 
 get = TASKS.get
 names = TASKS.names

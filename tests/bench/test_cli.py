@@ -21,15 +21,16 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_every_command_module_has_add_arguments_and_main():
-    assert list(COMMANDS) == ["run", "ls", "report", "regress", "scale", "micro"]
+    assert list(COMMANDS) == ["run", "tune", "ls", "report", "rerun", "regress", "scale", "micro"]
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)
         assert callable(getattr(module, "add_arguments", None)), name
         assert callable(getattr(module, "main", None)), name
         assert help_text and "\n" not in help_text
     parser = build_parser()
+    required = {"rerun": ["r.json"]}  # its one positional argument
     for name, (module_name, _) in COMMANDS.items():
-        assert parser.parse_args([name]).module == module_name
+        assert parser.parse_args([name, *required.get(name, [])]).module == module_name
 
 
 @pytest.mark.parametrize("command", ["run", "micro", "regress", "scale"])

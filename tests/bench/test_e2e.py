@@ -72,10 +72,14 @@ def test_record_fields(sweep, method, task):
     primary = tasks.get(task).primary_metric
     assert 0.0 <= result["metrics"][primary] <= 100.0
     assert result["n_eval"] == 4
-    assert 0 < cost["trainable_params"] <= cost["total_params"]
     assert cost["trainable_fraction"] == pytest.approx(cost["trainable_params"] / cost["total_params"])
-    assert cost["peak_memory_mb"] > 0
-    assert cost["train_tokens_per_s"] > 0 and cost["train_seconds"] > 0 and cost["eval_seconds"] > 0
+    assert cost["peak_memory_mb"] > 0 and cost["eval_seconds"] > 0
+    if result["training"] == "zero-shot":  # base on a causal task: nothing trains, no training figures
+        assert method == "base" and cost["trainable_params"] == 0 and "train_tokens_per_s" not in cost
+        assert result["losses"] == [] and result["samples_seen"] == 0
+        return
+    assert 0 < cost["trainable_params"] <= cost["total_params"]
+    assert cost["train_tokens_per_s"] > 0 and cost["train_seconds"] > 0
     assert env["packages"]["torch"] and env["device"] == "cpu" and env["threads"] == 1
 
 

@@ -54,13 +54,14 @@ def request_of(monkeypatch):
 def test_defaults():
     args = build_parser().parse_args(["run"])
     assert (args.methods, args.tasks, args.seeds, args.preset) == (
-        "neuroada,lora",
-        "glue_sst2,arc_easy_mc",
+        "base,neuroada,lora",
+        "glue_sst2",
         "0",
         "demo",
     )
     assert (args.output_dir, args.device, args.threads, args.executor) == ("results/runs", "auto", None, "local")
-    assert (args.evaluator, args.set, args.model) == ("native", [], None)
+    assert (args.evaluator, args.set, args.model, args.match_params) == ("native", [], None, None)
+    assert (args.tune_lr, args.lr_grid, args.val_size) == (False, 5, 200)
     assert not (args.force or args.rerun_failed or args.trust_remote_code or args.train_per_task or args.no_progress)
 
 
