@@ -8,6 +8,7 @@ import shlex
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench.args import add_progress, int_list, positive_int
@@ -184,21 +185,18 @@ def main(args: argparse.Namespace, final: bool = True) -> int:
         trials = tune.trial_jobs(jobs, args.lr_grid, args.val_size)
         flat = [t for group in trials.values() for t in group]
         print(f"{len(flat)} learning-rate trial(s) -> {out}/tune/", file=sys.stderr)
+        started = time.time()
         executors.run(args.executor, flat, options=options, **run_options)
+        print(f"stage: learning-rate search took {(time.time() - started) / 60:.1f} min", file=sys.stderr)
         jobs = tune.tuned(jobs, trials, args.val_size)
         for line in tune.report_lines(jobs):
             print(line, file=sys.stderr)
     if not final:
         return 0
     print(f"{len(jobs)} job(s) -> {out}/ (job logs in {out}/logs/)", file=sys.stderr)
-    outcomes = executors.run(
-        args.executor,
-        jobs,
-        force=args.force,
-        rerun_failed=args.rerun_failed,
-        progress=not args.no_progress,
-        options=options,
-    )
+    started = time.time()
+    outcomes = executors.run(args.executor, jobs, options=options, **run_options)
+    print(f"stage: {len(jobs)} final job(s) took {(time.time() - started) / 60:.1f} min", file=sys.stderr)
     paths = [p for job, _ in outcomes for p in job.record_paths if p.exists()]
     frame = report.frame_of([(p, records.load(p)) for p in paths])
     print(report.summary_table(frame))
