@@ -77,7 +77,7 @@ def test_ls_suites_presets_and_models(capsys):
     assert body(out) == [f"  {s:<16} {', '.join(n)}" for s, n in tasks.suites().items()]
     assert "  toy              toy_sum, toy_mc, toy_cls" in body(out)
     _, out, _ = run_cli(capsys, "ls", "presets")
-    assert [line.split()[0] for line in body(out)] == list(PRESETS) == ["smoke", "demo", "default", "paper"]
+    assert [line.split()[0] for line in body(out)] == list(PRESETS) == ["smoke", "demo", "study", "default", "paper"]
     _, out, _ = run_cli(capsys, "ls", "models")
     lines = body(out)
     assert [line.split()[0] for line in lines] == list(ALIASES)
