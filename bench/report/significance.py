@@ -45,6 +45,14 @@ class TaskStats:
     vs_base: dict[str, stats.Comparison] = field(default_factory=dict)
     scores: dict[str, Scores] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    _tests: dict[tuple[str, str], stats.Comparison | None] = field(default_factory=dict, repr=False)
+
+    def test(self, a: str, b: str) -> stats.Comparison | None:
+        """:func:`pair` of methods ``a`` and ``b``, computed once: the tests against the best and
+        ``base`` are also entries of the win/tie/loss matrix."""
+        if (a, b) not in self._tests:
+            self._tests[(a, b)] = pair(self.scores[a], self.scores[b])
+        return self._tests[(a, b)]
 
     def tied_with_best(self, method: str, higher: bool) -> bool:
         """Not significantly worse than the best (the best itself included)."""
@@ -107,15 +115,15 @@ def task_stats(sub: pd.DataFrame, task: str, higher: bool) -> TaskStats:
     means = {m: i.mean for m, i in out.intervals.items()}
     out.best = (max if higher else min)(means, key=means.get)
     unpaired = []
-    for method, s in scores.items():
+    for method in scores:
         if method != out.best:
-            test = pair(s, scores[out.best])
+            test = out.test(method, out.best)
             if test is None:
                 unpaired.append(method)
             else:
                 out.vs_best[method] = test
         if BASE in scores and method != BASE:
-            test = pair(s, scores[BASE])
+            test = out.test(method, BASE)
             if test is not None:
                 out.vs_base[method] = test
     if unpaired:
@@ -148,7 +156,7 @@ def wins_ties_losses(per_task: dict[str, tuple[TaskStats, bool]], methods: list[
             for ts, higher in per_task.values():
                 if a not in ts.scores or b not in ts.scores:
                     continue
-                test = pair(ts.scores[a], ts.scores[b])
+                test = ts.test(a, b)
                 if test is None:
                     continue
                 if not test.significant:
