@@ -1,5 +1,6 @@
-"""Evaluation by task kind: batched greedy generation with answer extraction, multiple choice
-by log-likelihood (lm-eval's way), and sequence classification / regression.
+"""Evaluation by task kind: batched greedy generation with answer extraction
+(:mod:`bench.decode`), multiple choice by log-likelihood (lm-eval's scoring, computed once per
+context by :mod:`bench.loglik`), and sequence classification / regression.
 
 Every path sorts items by length, batches them, restores the original order, and shows a
 progress bar. Decoding (greedy, ``max_new_tokens``, batch size, left padding with an attention
@@ -13,11 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from bench import distributed
+from bench import decode, distributed, loglik
 
 
 @dataclass
@@ -34,12 +34,6 @@ class EvalResult:
     extra: dict[str, list[Any]] = field(default_factory=dict)
     """Further per-item results, by name (``correct_norm``: whether the length-normalised choice,
     lm-eval's acc_norm, is right)."""
-
-
-def _by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Index batches, longest first (stable, so ties keep their order)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def evaluate(
@@ -65,48 +59,8 @@ def evaluate(
 # ---------------------------------------------------------------------------------------------
 # Generation
 # ---------------------------------------------------------------------------------------------
-@torch.inference_mode()
-def generate(
-    model: nn.Module,
-    tokenizer,
-    prompts: Sequence[str],
-    *,
-    max_new_tokens: int,
-    batch_size: int,
-    device: torch.device,
-    progress: bool = True,
-) -> list[str]:
-    """Greedy completions of ``prompts`` (new text only), batched with left padding."""
-    encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
-    outputs: list[str] = [""] * len(prompts)
-    pad_id = tokenizer.pad_token_id
-    bar = tqdm(total=len(prompts), desc="generate", unit="item", leave=False, disable=not progress, dynamic_ncols=True)
-    batches = _by_length([len(e) for e in encoded], batch_size)
-    for idx in distributed.shard(batches):  # every batch, unless several processes share the job
-        width = max(len(encoded[i]) for i in idx)
-        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, i in enumerate(idx):  # left padding: the last position is every prompt's end
-            ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-            mask[row, width - len(encoded[i]) :] = 1
-        out = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            pad_token_id=pad_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        for row, i in enumerate(idx):
-            outputs[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True)
-        bar.update(len(idx))
-    bar.close()
-    return distributed.gather(outputs, batches)
-
-
 def _generate(task, model, tokenizer, items, batch_size, device, progress) -> EvalResult:
-    responses = generate(
+    responses = decode.greedy(
         model,
         tokenizer,
         [it["prompt"] for it in items],
@@ -127,61 +81,6 @@ def _generate(task, model, tokenizer, items, batch_size, device, progress) -> Ev
 # ---------------------------------------------------------------------------------------------
 # Multiple choice by log-likelihood
 # ---------------------------------------------------------------------------------------------
-def encode_pair_lm_eval(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    """Context and continuation ids the way lm-eval's HFLM encodes them: trailing spaces of the
-    context move to the continuation, the whole string is tokenized once with the tokenizer's
-    default special tokens (BOS for LLaMA-style tokenizers), and the continuation is what
-    follows the context's own tokens. An empty context is the BOS token (EOS without one)."""
-    n_spaces = len(context) - len(context.rstrip())
-    if n_spaces:
-        continuation = context[-n_spaces:] + continuation
-        context = context[:-n_spaces]
-    if not context:
-        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        return [prefix], tokenizer(continuation, add_special_tokens=False)["input_ids"]
-    whole = tokenizer(context + continuation)["input_ids"]
-    ctx = tokenizer(context)["input_ids"]
-    return ctx, whole[len(ctx) :]
-
-
-@torch.inference_mode()
-def loglikelihoods(
-    model: nn.Module,
-    tokenizer,
-    requests: Sequence[tuple[str, str]],
-    *,
-    batch_size: int,
-    device: torch.device,
-    progress: bool = True,
-) -> list[float]:
-    """Sum of log p(continuation | context) for each (context, continuation), batched."""
-    encoded = [encode_pair_lm_eval(tokenizer, c, x) for c, x in requests]
-    inputs = [(ctx + cont)[:-1] for ctx, cont in encoded]
-    results = [0.0] * len(requests)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    bar = tqdm(total=len(requests), desc="loglik", unit="req", leave=False, disable=not progress, dynamic_ncols=True)
-    batches = _by_length([len(x) for x in inputs], batch_size)
-    for idx in distributed.shard(batches):
-        width = max(len(inputs[i]) for i in idx)
-        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, i in enumerate(idx):  # right padding: real tokens never attend to pads
-            ids[row, : len(inputs[i])] = torch.tensor(inputs[i])
-            mask[row, : len(inputs[i])] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        for row, i in enumerate(idx):
-            ctx, cont = encoded[i]
-            start = len(ctx) - 1  # position whose logits predict the first continuation token
-            # log-softmax over the continuation's positions only: a full (batch, length, vocab)
-            # fp32 copy would cost gigabytes with a 50k vocabulary.
-            logprobs = F.log_softmax(logits[row, start : start + len(cont)].float(), dim=-1)
-            targets = torch.tensor(cont, device=logprobs.device)
-            results[i] = float(logprobs.gather(1, targets[:, None]).sum())
-        bar.update(len(idx))
-    bar.close()
-    return distributed.gather(results, batches)
-
-
 def _multiple_choice(task, model, tokenizer, items, batch_size, device, progress) -> EvalResult:
     requests: list[tuple[str, str]] = []
     spans = []
@@ -192,7 +91,7 @@ def _multiple_choice(task, model, tokenizer, items, batch_size, device, progress
             pairs = [(it["context"], ch) for ch in it["choices"]]
         spans.append((len(requests), len(pairs)))
         requests.extend(pairs)
-    scores = loglikelihoods(model, tokenizer, requests, batch_size=batch_size, device=device, progress=progress)
+    scores = loglik.shared(model, tokenizer, requests, batch_size=batch_size, device=device, progress=progress)
     predictions, predictions_norm, golds = [], [], []
     for it, (start, n) in zip(items, spans, strict=True):
         ll = scores[start : start + n]
@@ -222,7 +121,7 @@ def _classify(task, model, tokenizer, items, batch_size, device, progress) -> Ev
     encoded = [tokenizer(it["text"], it.get("text_pair"), truncation=True, max_length=512) for it in items]
     predictions: list[Any] = [None] * len(items)
     bar = tqdm(total=len(items), desc="classify", unit="item", leave=False, disable=not progress, dynamic_ncols=True)
-    batches = _by_length([len(e["input_ids"]) for e in encoded], batch_size)
+    batches = loglik.by_length([len(e["input_ids"]) for e in encoded], batch_size)
     for idx in distributed.shard(batches):
         batch = tokenizer.pad([encoded[i] for i in idx], return_tensors="pt")
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()

@@ -32,7 +32,7 @@ attention mask, which for a causal model changes nothing at real positions), the
 decoding with left padding. Where they can differ, by design of lm-eval:
 
 - **Special tokens**: lm-eval encodes with the tokenizer's default ``add_special_tokens`` (a
-  LLaMA/Gemma/Mistral tokenizer prepends BOS); ``bench.evaluate.encode_pair_lm_eval`` passes
+  LLaMA/Gemma/Mistral tokenizer prepends BOS); ``bench.loglik.encode_pair`` passes
   ``add_special_tokens=False``. Same numbers for tokenizers that add nothing (GPT-2 style such
   as SmolLM2, and the tests' character tokenizer).
 - **Empty context**: lm-eval conditions on the BOS token when the tokenizer has one (else EOS);

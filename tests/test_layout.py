@@ -23,6 +23,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     (
         "bench.models",
         "bench.train",
+        "bench.loglik",
+        "bench.decode",
         "bench.evaluate",
         "bench.lm_eval_bridge",
         "bench.measure",

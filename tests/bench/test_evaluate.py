@@ -7,7 +7,9 @@ import torch
 
 import tasks
 from bench import models
-from bench.evaluate import encode_pair_lm_eval, evaluate, loglikelihoods
+from bench.evaluate import evaluate
+from bench.loglik import encode_pair as encode_pair_lm_eval
+from bench.loglik import shared as loglikelihoods
 
 CPU = torch.device("cpu")
 
