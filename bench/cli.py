@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "the fixed regression suite against results/baselines/ci.json (accuracy, counts, bytes, time ratios)",
     ),
     "scale": ("bench.scale", "the same toy sweep on 1, 2, ... Ray workers: the speed-up"),
+    "evalspeed": (
+        "bench.evalspeed",
+        "native evaluator against lm-eval on the same items and model: requests/s, ratio, score differences",
+    ),
     "micro": (
         "bench.micro",
         "NeuroAda step micro-benchmark (time, memory) against frozen, LoRA, DoRA, full FT, masked sparse",

@@ -373,6 +373,32 @@ def evaluate_registered(
 
 
 # ---------------------------------------------------------------------------------------------
+# lm-eval's model calls alone (bench evalspeed times these against the native paths)
+# ---------------------------------------------------------------------------------------------
+def hflm(model: nn.Module, tokenizer, *, batch_size: int):
+    """lm-eval's ``HFLM`` around an in-memory model, built once and reused across timed calls."""
+    with _quiet(False):
+        return _hflm(model, tokenizer, batch_size=batch_size, device=next(model.parameters()).device, progress=False)
+
+
+def loglikelihood(lm, requests: Sequence[tuple[str, str]]) -> list[float]:
+    """``lm.loglikelihood`` on (context, continuation) pairs: lm-eval's own encoding and batching."""
+    from lm_eval.api.instance import Instance
+
+    instances = [Instance("loglikelihood", {}, (c, x), i) for i, (c, x) in enumerate(requests)]
+    return [float(ll) for ll, _ in lm.loglikelihood(instances, disable_tqdm=True)]
+
+
+def generate_until(lm, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+    """``lm.generate_until`` greedy with the generation settings of :func:`evaluate`'s tasks."""
+    from lm_eval.api.instance import Instance
+
+    kwargs = {"until": [], "do_sample": False, "num_beams": 1, "max_gen_toks": max_new_tokens}
+    instances = [Instance("generate_until", {}, (p, dict(kwargs)), i) for i, p in enumerate(prompts)]
+    return list(lm.generate_until(instances, disable_tqdm=True))
+
+
+# ---------------------------------------------------------------------------------------------
 # Shared
 # ---------------------------------------------------------------------------------------------
 def _hflm(model: nn.Module, tokenizer, *, batch_size: int, device: torch.device | str, progress: bool):

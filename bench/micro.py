@@ -7,6 +7,15 @@ embeddings require grad so that backward still runs through every layer) is the 
 first, last and between every few configurations, and each ratio divides by the mean of the two
 frozen timings around it, so drift on a shared machine does not bias the ratios.
 
+``--repeat N`` runs that whole plan N times, odd rounds in reverse order (so no configuration
+always follows the same one), and prints each configuration's ratio as the median and range over
+the N rounds: one run of a plan is not evidence on a shared machine (frozen alone varies by ±5%).
+
+``--device cuda`` runs on the GPU (``--dtype auto``: bf16 there), times with wall time after a
+``torch.cuda.synchronize()``, and adds ``peak alloc MB``: the allocator's peak during the timed steps
+(``torch.cuda.max_memory_allocated``, reset after warm-up), the figure for the paper's "up to 60%
+less memory than masked tuning".
+
 Columns:
 - ``cpu s`` / ``wall s``: median step time (zero_grad, forward, backward, optimizer step) in process
   CPU time and in wall time; ``× frozen`` uses ``--clock`` (CPU time by default: with one thread it
@@ -78,6 +87,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "1 thread) or wall time (use it with several threads)",
     )
     run.add_argument("--frozen-every", type=int, default=4, help="re-time frozen after this many configurations")
+    run.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the whole interleaved plan N times (odd rounds in reverse order) and print each ratio's "
+        "median and range over the rounds (default: 1)",
+    )
+    run.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default: cpu)")
+    run.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="model dtype (default auto: bfloat16 on cuda, float32 on cpu)",
+    )
     run.add_argument("--json", dest="json_path", help="also write the rows as JSON to this file")
     add_progress(parser)
 
@@ -177,7 +200,8 @@ def run_one(spec: dict) -> dict:
     from methods._base import count_parameters, freeze, trainable_count
 
     torch.set_num_threads(spec["threads"])
-    model = _build_model(spec)
+    device = torch.device(spec.get("device", "cpu"))
+    model = _build_model(spec).to(device=device, dtype=getattr(torch, spec.get("dtype", "float32")))
     base_params = count_parameters(model)
     name, k = spec["config"], spec.get("k")
     opt, method = None, None
@@ -192,7 +216,8 @@ def run_one(spec: dict) -> dict:
         model = method.apply(model, cfg)
         opt = method.optimizer(model, cfg, 0.0)
     gen = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, spec["vocab"], (spec["batch"], spec["seq"]), generator=gen)
+    ids = torch.randint(0, spec["vocab"], (spec["batch"], spec["seq"]), generator=gen).to(device)
+    cuda = device.type == "cuda"
 
     def step() -> None:
         if opt is not None:
@@ -200,12 +225,16 @@ def run_one(spec: dict) -> dict:
         model(input_ids=ids, labels=ids).loss.backward()
         if opt is not None:
             opt.step()
+        if cuda:
+            torch.cuda.synchronize()  # the step's kernels have run before the clock stops
 
     saved = _SavedBytes(model)
     with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t):
         step()  # the first warm-up step
     for _ in range(spec["warmup"] - 1):
         step()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
     wall, cpu = [], []
     for _ in range(spec["steps"]):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -228,6 +257,7 @@ def run_one(spec: dict) -> dict:
         "saved_bytes": saved.total(),
         "state_bytes": _trainable_state_bytes(model, opt),
         "peak_rss_mb": peak_rss_mb(),
+        "peak_alloc_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
         "trainable": trainable,
         "base_params": base_params,
         "fraction": trainable / base_params,
@@ -302,62 +332,122 @@ def _with_ratios(rows: list[dict], clock: str) -> list[dict]:
     return rows
 
 
+def _run_config(spec: dict, env: dict) -> tuple[dict | None, str]:
+    """One configuration in a fresh subprocess: its row, or None and the tail of its output."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.micro", "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=_ROOT,
+    )
+    found = [line for line in proc.stdout.splitlines() if line.startswith(_RESULT)]
+    if proc.returncode != 0 or not found:
+        tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        return None, f"exit {proc.returncode}; no row:\n    {tail}"
+    return json.loads(found[-1][len(_RESULT) :]), ""
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """One row per configuration over the rounds: the median ratio, its range and the median times;
+    memory and counts from the first round (they do not vary)."""
+    by_label: dict[str, list[dict]] = {}
+    for r in rows:
+        by_label.setdefault(_label(r), []).append(r)
+    out = []
+    for group in by_label.values():
+        ratios = [r["ratio"] for r in group]
+        out.append(
+            dict(
+                group[0],
+                ratio=statistics.median(ratios),
+                ratio_min=min(ratios),
+                ratio_max=max(ratios),
+                rounds=len({r["round"] for r in group}),
+                cpu_s=statistics.median(r["cpu_s"] for r in group),
+                wall_s=statistics.median(r["wall_s"] for r in group),
+            )
+        )
+    return out
+
+
+def format_summary(rows: list[dict]) -> str:
+    """Markdown: each configuration's ratio over the rounds (median [min, max])."""
+    lines = [
+        "| configuration | × frozen median | [min, max] | rounds | cpu s | wall s | peak alloc MB | trainable |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        alloc = "" if r.get("peak_alloc_mb") is None else f"{r['peak_alloc_mb']:,.0f}"
+        lines.append(
+            f"| {_label(r)} | {r['ratio']:.3f} | [{r['ratio_min']:.3f}, {r['ratio_max']:.3f}] | {r['rounds']} | "
+            f"{r['cpu_s']:.3f} | {r['wall_s']:.3f} | {alloc} | {r['trainable']:,} |"
+        )
+    return "\n".join(lines)
+
+
 def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     import methods
+    from bench.errors import UsageError
 
     plan = _plan(args)
-    spec_base = {
-        key: getattr(args, key)
-        for key in ("hidden", "layers", "heads", "intermediate", "vocab", "batch", "seq", "steps", "warmup", "threads")
-    }
+    if args.repeat < 1:
+        raise UsageError(f"--repeat={args.repeat} must be >= 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: torch sees no CUDA device here; run on a GPU machine or use --device cpu")
+    dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if args.device == "cuda" else "float32")
+    clock = "wall" if args.device == "cuda" else args.clock  # CPU time does not see GPU work
+    keys = ("hidden", "layers", "heads", "intermediate", "vocab", "batch", "seq", "steps", "warmup", "threads")
+    spec_base = {key: getattr(args, key) for key in keys} | {"device": args.device, "dtype": dtype}
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
+    missing = sorted({n for n, _ in plan if n not in ("frozen", "official") and n not in methods.names()})
+    for name in missing:
+        print(f"note: skipping {name}: not registered (methods: {', '.join(methods.names())})")
+    rounds = [plan if r % 2 == 0 else plan[::-1] for r in range(args.repeat)]
     rows: list[dict] = []
-    skipped: set[str] = set()
-    bar = tqdm(plan, desc="micro", unit="config", disable=args.no_progress)
-    for name, k in bar:
-        label = name + (f" k={k}" if k is not None else "")
-        bar.set_postfix_str(label)
-        if name not in ("frozen", "official") and name not in methods.names():
-            if name not in skipped:
-                tqdm.write(f"note: skipping {name}: not registered yet (methods: {', '.join(methods.names())})")
-                skipped.add(name)
-            continue
-        spec = dict(spec_base, config=name, k=k)
-        proc = subprocess.run(
-            [sys.executable, "-m", "bench.micro", "--child", json.dumps(spec)],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=_ROOT,
-        )
-        found = [line for line in proc.stdout.splitlines() if line.startswith(_RESULT)]
-        if proc.returncode != 0 or not found:
-            tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-            tqdm.write(f"note: {label} failed (exit {proc.returncode}); no row:\n    {tail}")
-            continue
-        rows.append(json.loads(found[-1][len(_RESULT) :]))
+    bar = tqdm(total=sum(map(len, rounds)), desc="micro", unit="config", disable=args.no_progress)
+    for r, order in enumerate(rounds):
+        round_rows = []
+        for name, k in order:
+            label = name + (f" k={k}" if k is not None else "")
+            bar.set_postfix_str(f"round {r + 1}: {label}")
+            bar.update()
+            if name in missing:
+                continue
+            row, why = _run_config(dict(spec_base, config=name, k=k), env)
+            if row is None:
+                tqdm.write(f"note: {label} failed ({why})")
+                continue
+            round_rows.append(dict(row, round=r))
+        rows += _with_ratios(round_rows, clock)
     bar.close()
-    rows = _with_ratios(rows, args.clock)
-    frozen = [r[f"{args.clock}_s"] for r in rows if r["config"] == "frozen"]
+    _print_results(args, rows, clock, dtype)
+    return 0
+
+
+def _print_results(args: argparse.Namespace, rows: list[dict], clock: str, dtype: str) -> None:
+    if not rows:
+        print("\nno rows")
+        return
     print(
         f"\nLLaMA hidden {args.hidden}, {args.layers} layers, {args.heads} heads, intermediate {args.intermediate}, "
-        f"vocab {args.vocab} ({rows[0]['base_params'] / 1e6:.0f}M params); batch {args.batch}x{args.seq}, fp32, "
-        f"{args.threads} thread(s), AdamW; median of {args.steps} steps after {args.warmup} warm-up."
-        if rows
-        else "\nno rows"
+        f"vocab {args.vocab} ({rows[0]['base_params'] / 1e6:.0f}M params); batch {args.batch}x{args.seq}, {dtype} "
+        f"on {args.device}, {args.threads} thread(s), AdamW; median of {args.steps} steps after {args.warmup} warm-up."
     )
-    if frozen:
-        print(
-            f"frozen timed {len(frozen)}x ({args.clock}): {', '.join(f'{t:.3f}' for t in frozen)} s; "
-            f"× frozen divides each row's {args.clock} time by the mean of the frozen timings just around it."
-        )
-    print(format_table(rows))
+    frozen = [r[f"{clock}_s"] for r in rows if r["config"] == "frozen"]
+    print(
+        f"frozen timed {len(frozen)}x ({clock}): {', '.join(f'{t:.3f}' for t in frozen)} s; "
+        f"× frozen divides each row's {clock} time by the mean of the frozen timings just around it."
+    )
+    print(format_table([r for r in rows if r["round"] == 0]))
+    if args.repeat > 1:
+        print(f"\nover {args.repeat} interleaved rounds (odd rounds in reverse order):")
+        print(format_summary(summarize(rows)))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(rows, indent=2, sort_keys=True))
-    return 0
 
 
 if __name__ == "__main__":

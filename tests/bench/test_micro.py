@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 ROOT = Path(__file__).resolve().parents[2]
 # hidden 32, 2 heads (= 2 KV heads), intermediate 64, 1 layer: q, k, v, o, down give 32 outputs
 # each and gate, up 64 each, so NeuroAda trains k * 288 values.
@@ -32,3 +35,45 @@ def test_micro_reports_each_configuration(tmp_path):
         assert got[("neuroada", k)]["saved_bytes"] <= got[("official", k)]["saved_bytes"]
     assert got[("frozen", None)]["trainable"] == 0
     assert "neuroada" in proc.stdout and "× frozen" in proc.stdout
+
+
+def test_repeat_runs_the_plan_in_rounds_and_summarizes(tmp_path):
+    out = tmp_path / "micro.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "micro", "--hidden", "32", "--layers", "1", "--heads", "2",
+         "--intermediate", "64", "--vocab", "128", "--batch", "2", "--seq", "8", "--steps", "1",
+         "--warmup", "1", "--k", "1", "--configs", "neuroada,lora", "--repeat", "2", "--no-progress",
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    # each round: frozen, neuroada k=1, lora, frozen; the second in reverse order
+    assert [(r["round"], r["config"]) for r in rows] == [
+        (0, "frozen"), (0, "neuroada"), (0, "lora"), (0, "frozen"),
+        (1, "frozen"), (1, "lora"), (1, "neuroada"), (1, "frozen"),
+    ]  # fmt: skip
+    assert "over 2 interleaved rounds" in proc.stdout and "| neuroada k=1 |" in proc.stdout
+
+
+def test_summarize_takes_the_median_and_range_of_each_ratio():
+    from bench.micro import summarize
+
+    def row(config, k, rnd, ratio):
+        return {"config": config, "k": k, "round": rnd, "ratio": ratio, "cpu_s": ratio, "wall_s": 2 * ratio}
+
+    rows = [row("neuroada", 1, r, v) for r, v in enumerate([1.10, 1.00, 1.02])] + [row("lora", None, 0, 1.2)]
+    got = {(r["config"], r["k"]): r for r in summarize(rows)}
+    assert got[("neuroada", 1)]["ratio"] == 1.02
+    assert (got[("neuroada", 1)]["ratio_min"], got[("neuroada", 1)]["ratio_max"]) == (1.00, 1.10)
+    assert got[("neuroada", 1)]["rounds"] == 3 and got[("lora", None)]["rounds"] == 1
+    assert got[("neuroada", 1)]["wall_s"] == 2.04
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_usage_error():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "micro", "--device", "cuda", "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "--device cuda" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
