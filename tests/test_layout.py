@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "bench.validation",
         "bench.report",
         "bench.micro",
+        "bench.hub",
     ),
     ("bench.runner",),
     ("bench.launch",),
