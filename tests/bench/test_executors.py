@@ -107,12 +107,11 @@ def test_ray_fails_fast_when_jobs_ask_for_a_gpu_it_lacks(ray_address, tmp_path):
     assert not list(tmp_path.glob("*.json"))
 
 
-def test_ray_runs_device_auto_jobs_on_cpu_without_gpus(ray_address, tmp_path):
+def test_ray_runs_device_auto_jobs_on_cpu_without_gpus(ray_address, tmp_path, capsys):
     # --device auto and no --gpus-per-job on a cluster without GPUs: the jobs run on CPU.
-    argv = ["--methods", "lora", "--tasks", "toy_sum", "--preset", "smoke", "--threads", "1"]
-    proc = bench("run", *argv, "--output-dir", str(tmp_path), "--executor", "ray", "--ray-address", ray_address)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"the Ray cluster ({ray_address}) has no GPU: the jobs run on CPU" in proc.stderr
+    outcomes = executors.run("ray", plan("toy_sum", tmp_path, device="auto"), progress=False)
+    assert [status for _, status in outcomes] == ["ok"]
+    assert "the Ray cluster (local) has no GPU: the jobs run on CPU (--device auto;" in capsys.readouterr().err
     rec = json.loads((tmp_path / "lora--toy_sum--seed0.json").read_text())
     assert (rec["result"]["status"], rec["env"]["device"], rec["run"]["device"]) == ("ok", "cpu", "auto")
 
@@ -135,7 +134,7 @@ def test_ray_job_timeout_records_failed(ray_address, tmp_path, monkeypatch):
     assert rec["result"]["error"].startswith("timed out after 2s (--job-timeout)")
 
 
-def plan(tasks: str, out: Path) -> list[JobSpec]:
+def plan(tasks: str, out: Path, device: str = "cpu") -> list[JobSpec]:
     return plan_jobs(
         RunRequest(
             methods="lora",
@@ -146,7 +145,7 @@ def plan(tasks: str, out: Path) -> list[JobSpec]:
             smoke=True,
             output_dir=str(out),
             threads=1,
-            device="cpu",
+            device=device,
             progress=False,
         )
     )

@@ -1,7 +1,12 @@
 """The checks of ``bench doctor --gpu``, run on CPU: they pass on correct code, and each names what
-a broken layer, record or run gets wrong (the ``gpu``-marked tests run the same on CUDA)."""
+a broken layer, record or run gets wrong (``bench run`` is stubbed: tests/bench/test_e2e.py runs
+it for real; the ``gpu``-marked tests run the same checks on CUDA)."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,11 +60,42 @@ def test_record_problems_name_what_a_gpu_record_lacks():
     ]
 
 
-def test_a_real_cpu_run_has_no_problems_and_a_refused_one_says_why():
-    argv = [*gpu_checks.SMOKE, "--tasks", "toy_sum", "--device", "cpu", "--threads", "1"]
-    assert gpu_checks.run_problems(argv, cuda=False, dtype="float32") == []
-    (problem,) = gpu_checks.run_problems(["--tasks", "toy_summ"], cuda=False, dtype="float32")
-    assert problem.startswith("`bench run --tasks toy_summ` wrote no record (exit 2): error: unknown task 'toy_summ'")
+def fake_bench(monkeypatch, written: list[dict], *, code: int = 0, stderr: str = "", timeout: bool = False):
+    """``subprocess.run`` of ``bench run`` replaced: it writes ``written`` into --output-dir."""
+    calls = []
+
+    def run(command, **kwargs):
+        calls.append(command)
+        if timeout:
+            raise subprocess.TimeoutExpired(command, kwargs["timeout"])
+        out = Path(command[command.index("--output-dir") + 1])
+        for i, rec in enumerate(written):
+            (out / f"r{i}.json").write_text(json.dumps(rec))
+        return subprocess.CompletedProcess(command, code, "", stderr)
+
+    monkeypatch.setattr(gpu_checks.subprocess, "run", run)
+    return calls
+
+
+def test_run_problems_reads_every_record_the_run_wrote(monkeypatch):
+    nvml_less = record(memory_nvml={"nvml_reason": "no driver"})
+    calls = fake_bench(monkeypatch, [record(), nvml_less])
+    assert gpu_checks.run_problems(["--tasks", "toy_sum"], cuda=True, dtype="bfloat16") == [
+        "neuroada--toy_sum: no NVML peak (no driver)"
+    ]
+    (command,) = calls
+    assert command[1:6] == ["-m", "bench", "run", "--tasks", "toy_sum"] and command[-1] == "--no-progress"
+
+
+def test_run_problems_says_why_a_run_wrote_nothing(monkeypatch):
+    fake_bench(monkeypatch, [], code=2, stderr="4 job(s)\nerror: unknown task 'toy_summ'\n")
+    assert gpu_checks.run_problems(["--tasks", "toy_summ"], cuda=True, dtype="float32") == [
+        "`bench run --tasks toy_summ` wrote no record (exit 2): error: unknown task 'toy_summ'"
+    ]
+    fake_bench(monkeypatch, [], timeout=True)
+    assert gpu_checks.run_problems(["--tasks", "toy_sum"], cuda=True, dtype="float32", timeout=5) == [
+        "`bench run --tasks toy_sum` did not finish within 5s"
+    ]
 
 
 def test_lm_eval_agrees_with_the_native_evaluator_on_cpu():
