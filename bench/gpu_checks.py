@@ -32,6 +32,7 @@ from torch import nn
 from bench.checks import Check
 
 RUN_TIMEOUT_S = 150  # one tiny `bench run` takes ~20-40 s on a GPU, mostly imports and CUDA start-up
+BUDGET_S = 280  # all of --gpu stays under 5 minutes: each run gets at most what is left of this
 # Value and input gradients: fp32 sums over 64 tokens taken in another order than the dense
 # reference's GEMM (bf16 inputs are exact in fp32, so the same tolerance holds for a bf16 base).
 GRAD_TOL = {"rtol": 1e-4, "atol": 1e-4}
@@ -179,8 +180,14 @@ def _check(name: str, what: str, find: Callable[[], list[str]], fix: str) -> Che
 
 
 def gpu_checks(device: str = "cuda") -> list[Check]:
-    """The ``--gpu`` checks on ``device`` (a few minutes on one GPU; DDP only with two)."""
+    """The ``--gpu`` checks on ``device`` (about two minutes on one GPU, at most :data:`BUDGET_S`
+    seconds of runs; DDP only with two GPUs)."""
     fix = "a bug in peft-bench's CUDA path: report it with this line and the output of bench doctor"
+    deadline = time.monotonic() + BUDGET_S
+
+    def left() -> float:  # the time limit of the next run: what is left of the budget
+        return max(1.0, min(RUN_TIMEOUT_S, deadline - time.monotonic()))
+
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     out = [
         _check(
@@ -206,7 +213,7 @@ def gpu_checks(device: str = "cuda") -> list[Check]:
         _check(
             "run fp32",
             "bench run (neuroada, toy_sum and toy_cls): records ok with allocator and NVML peaks",
-            lambda: run_problems([*SMOKE, *toy], cuda=True, dtype="float32"),
+            lambda: run_problems([*SMOKE, *toy], cuda=True, dtype="float32", timeout=left()),
             fix,
         )
     )
@@ -215,7 +222,7 @@ def gpu_checks(device: str = "cuda") -> list[Check]:
             _check(
                 "run bf16",
                 "bench run --preset paper (bf16), cut to 2 steps: records ok with the peaks",
-                lambda: run_problems([*BF16, *toy], cuda=True, dtype="bfloat16"),
+                lambda: run_problems([*BF16, *toy], cuda=True, dtype="bfloat16", timeout=left()),
                 fix,
             )
         )
@@ -228,7 +235,7 @@ def gpu_checks(device: str = "cuda") -> list[Check]:
             _check(
                 "ddp",
                 "a two-process job (--gpus-per-job 2) records ok",
-                lambda: run_problems(ddp, cuda=True, dtype="float32"),
+                lambda: run_problems(ddp, cuda=True, dtype="float32", timeout=left()),
                 fix,
             )
         )

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -118,6 +120,9 @@ def test_gpu_checks_run_each_check_once(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(gpu_checks, "neuroada_problems", lambda device, dtype: [])
     monkeypatch.setattr(gpu_checks, "run_problems", lambda argv, **kw: runs.append((argv, kw)) or [])
+    monkeypatch.setattr(gpu_checks, "BUDGET_S", 100)  # below RUN_TIMEOUT_S: the budget bounds the run
+    clock = SimpleNamespace(monotonic=lambda: 5000.0, time=time.time)  # no time passes for the budget
+    monkeypatch.setattr(gpu_checks, "time", clock)
     monkeypatch.setattr(gpu_checks, "lm_eval_problems", lambda device: ["toy_mc: differs"])
     out = gpu_checks.gpu_checks("cuda:0")
     assert [(c.name, c.status) for c in out] == [
@@ -128,4 +133,6 @@ def test_gpu_checks_run_each_check_once(monkeypatch):
         ("ddp", "missing"),
     ]
     toy = ["--tasks", "toy_sum,toy_cls", "--device", "cuda:0"]
-    assert runs == [([*gpu_checks.SMOKE, *toy], {"cuda": True, "dtype": "float32"})]
+    ((argv, kw),) = runs
+    assert argv == [*gpu_checks.SMOKE, *toy]
+    assert kw == {"cuda": True, "dtype": "float32", "timeout": 100}
