@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -54,7 +55,7 @@ def probe(timeout: float = PROBE_TIMEOUT_S) -> str | None:
             return None
     except urllib.error.HTTPError:
         return None
-    except (OSError, ValueError) as err:  # URLError, timeouts, refused connections, a bad $HF_ENDPOINT
+    except (OSError, ValueError, http.client.HTTPException) as err:  # URLError, timeouts, refusals, garbage
         reason = getattr(err, "reason", err)
         return f"{endpoint()} did not answer within {timeout:g}s ({type(reason).__name__}: {reason})"
 
