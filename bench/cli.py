@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("bench.commands.run", "run methods x tasks x seeds and record each job"),
     "tune": ("bench.commands.tune", "search each method's learning rate on a validation split (no final run)"),
     "ls": ("bench.commands.ls", "list methods, tasks, suites, presets and model aliases"),
+    "doctor": (
+        "bench.commands.doctor",
+        "check this machine for a run: torch, CUDA, GPU, NVML, bf16, kernels, models, data (--gpu: GPU checks)",
+    ),
     "report": ("bench.commands.report", "tables (md, tex, csv) and plots from a folder of records"),
     "rerun": ("bench.commands.rerun", "repeat a job from its record and say whether it scores the same"),
     "regress": (
@@ -40,6 +44,7 @@ EPILOG = """examples:
   python -m bench run --methods neuroada,lora --tasks glue_sst2,arc_easy_mc --preset demo --data-dir ../shared/data
   python -m bench run --methods all --tasks toy --preset smoke --output-dir /tmp/runs
   python -m bench ls tasks
+  python -m bench doctor --gpu
   python -m bench report --records results/runs
 """
 

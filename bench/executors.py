@@ -181,11 +181,16 @@ def _in_order(n: int, skipped: dict[int, str], done: dict[int, tuple[JobSpec, st
 # ---------------------------------------------------------------------------------------------
 # Ray
 # ---------------------------------------------------------------------------------------------
+def largest_node(ray, name: str) -> float:
+    """The most of resource ``name`` (``CPU``, ``GPU``) that one live node of the cluster has."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    return max((r.get(name, 0.0) for r in nodes), default=0.0)
+
+
 def check_ray_resources(ray, need: dict[str, float], where: str) -> None:
     """Fail fast when no node of the cluster can ever hold one job: Ray would queue it forever."""
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     for name, amount in need.items():
-        best = max((r.get(name, 0.0) for r in nodes), default=0.0)
+        best = largest_node(ray, name)
         if amount > best:
             if name == "GPU":
                 hint = (
@@ -200,13 +205,28 @@ def check_ray_resources(ray, need: dict[str, float], where: str) -> None:
             )
 
 
+def cpu_fallback(ray, options: ExecutorOptions, job: JobSpec, where: str) -> ExecutorOptions:
+    """``options`` for a cluster without GPUs: with ``--device auto`` and no ``--gpus-per-job``,
+    the jobs run on CPU (as ``--device auto`` does on a machine without a GPU) instead of waiting
+    forever for one; an explicit ``--gpus-per-job`` or ``--device cuda`` keeps asking for GPUs."""
+    if job.device != "auto" or options.gpus_per_job is not None or largest_node(ray, "GPU") >= 1:
+        return options
+    print(
+        f"the Ray cluster ({where}) has no GPU: the jobs run on CPU (--device auto; "
+        "--gpus-per-job 1 would wait for a GPU node instead)",
+        file=sys.stderr,
+    )
+    return replace(options, gpus_per_job=0)  # 0: no GPU reserved, and CUDA hidden from the job
+
+
 def run_ray(
     jobs: list[JobSpec], *, force: bool, rerun_failed: bool, progress: bool, options: ExecutorOptions
 ) -> list[tuple[JobSpec, str]]:
     """One Ray task per job, placed by its CPU/GPU needs; each runs ``run_job`` on its worker.
 
     Connects to ``options.ray_address`` (or $RAY_ADDRESS), else starts a local cluster, unless
-    this process is already connected (``bench scale`` does that). Tasks are not retried: a
+    this process is already connected (``bench scale`` does that). On a cluster without GPUs,
+    ``--device auto`` jobs run on CPU (:func:`cpu_fallback`). Tasks are not retried: a
     job whose worker or node dies is recorded ``failed`` and ``--rerun-failed`` reruns it.
     """
     ray = require("ray")
@@ -225,6 +245,7 @@ def run_ray(
     done: dict[int, tuple[JobSpec, str]] = {}
     try:
         sample = todo[0][1]
+        options = cpu_fallback(ray, options, sample, where)
         need = {"CPU": options.cpus(sample), "GPU": options.gpus(sample)}
         check_ray_resources(ray, {k: v for k, v in need.items() if v > 0}, where)
         task = ray.remote(num_cpus=need["CPU"], num_gpus=need["GPU"], max_retries=0)(run_job)

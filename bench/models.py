@@ -221,11 +221,12 @@ def load(
     if source == "tiny-llama":
         if head != "causal_lm":
             raise UsageError("model 'tiny-llama' is a causal LM; use 'tiny-bert' for classification")
-        model, tok = tiny_llama(seed), tiny_tokenizer()
+        # built in fp32; a bf16 job (the paper preset on CUDA) gets them in bf16, as hub models
+        model, tok = tiny_llama(seed).to(dtype), tiny_tokenizer()
     elif source == "tiny-bert":
         if head != "sequence_classification":
             raise UsageError("model 'tiny-bert' is an encoder; use 'tiny-llama' for generation")
-        model, tok = tiny_bert(seed, num_labels=num_labels), tiny_tokenizer(pair_template=True)
+        model, tok = tiny_bert(seed, num_labels=num_labels).to(dtype), tiny_tokenizer(pair_template=True)
     else:
         from transformers import (
             AutoModelForCausalLM,

@@ -1,9 +1,10 @@
 """Planning a sweep: a :class:`RunRequest` becomes validated :class:`~bench.spec.JobSpec` s.
 
-Every name is resolved and every config, data file and model skeleton is checked before any
-model loads; all problems are collected and raised as one :class:`~bench.errors.UsageError`.
-Tasks that share their training (the commonsense mixture, math_10k) form one job per method
-and seed, trained once and evaluated task by task.
+Every name is resolved and every config, data file (or, without a data dir, whether the hub or
+the local datasets cache can provide it) and model skeleton is checked before any model loads;
+all problems are collected and raised as one :class:`~bench.errors.UsageError`. Tasks that
+share their training (the commonsense mixture, math_10k) form one job per method and seed,
+trained once and evaluated task by task.
 """
 
 from __future__ import annotations
@@ -150,7 +151,8 @@ def job_spec(
 
 
 def check_tasks(request: RunRequest, selected: list) -> list[str]:
-    """Problems with the tasks: the evaluator's support, the device name, models, data files."""
+    """Problems with the tasks: the evaluator's support, the device name, models, data files (or,
+    without ``--data-dir``, data the jobs could not load from an unreachable hub: ``bench.hub``)."""
     from bench import models
 
     problems: list[str] = []
@@ -165,6 +167,11 @@ def check_tasks(request: RunRequest, selected: list) -> list[str]:
     if not device_name_ok(request.device):  # only the name: CUDA may exist on the workers, not here
         problems.append(f"--device '{request.device}' is not a device name; use auto, cpu, cuda or cuda:N")
     data_dir = request.data_dir
+    if data_dir is None:  # the jobs load from the hub: stop now if they cannot (offline, nothing cached)
+        from bench import hub
+
+        if (line := hub.missing_data(selected)) is not None:
+            problems.append(line)
     for task in selected:
         try:
             models.check(request.model or task.default_model)

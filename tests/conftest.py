@@ -1,4 +1,5 @@
-"""Shared fixtures: fixed seeds, one thread, offline hub, and an isolated model cache."""
+"""Shared fixtures: fixed seeds, one thread, offline hub, and an isolated model cache; tests
+marked ``gpu`` (deselected by default, run with ``pytest -m gpu``) skip without CUDA."""
 
 from __future__ import annotations
 
@@ -19,3 +20,9 @@ def _seed():
     random.seed(0)
     torch.manual_seed(0)
     yield
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("gpu") is not None and not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda} build, no GPU visible" if torch.version.cuda else "a CPU-only torch build"
+        pytest.skip(f"needs CUDA: torch.cuda.is_available() is False ({build})")

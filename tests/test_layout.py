@@ -36,12 +36,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "bench.report",
         "bench.micro",
         "bench.evalspeed",
+        "bench.hub",
     ),
     ("bench.runner",),
     ("bench.launch",),
     ("bench.executors", "bench.executor_args"),
     ("bench.plan", "bench.tune"),
-    ("bench.regress", "bench.regress_rules", "bench.scale", "bench.commands"),
+    ("bench.regress", "bench.regress_rules", "bench.scale", "bench.checks", "bench.gpu_checks", "bench.commands"),
     ("bench.cli", "bench.__main__", "bench"),
 )
 MAX_MODULE_LINES = 500

@@ -1,7 +1,8 @@
 """Executors on real engines: a Ray local cluster, submitit's LocalExecutor and, where it can
 start (root, Debian's slurmctld/slurmd/munge installed), a real single-node SLURM. Each runs a
 toy sweep that must give the local executor's records; Ray must also fail fast when jobs ask
-for a GPU it does not have, and record a job that overruns ``--job-timeout`` as failed.
+for a GPU it does not have (``--device auto`` jobs run on its CPUs instead), and record a job
+that overruns ``--job-timeout`` as failed.
 """
 
 from __future__ import annotations
@@ -97,12 +98,22 @@ def test_ray_resumes_like_the_local_executor(ray_address, local_records, tmp_pat
 
 
 def test_ray_fails_fast_when_jobs_ask_for_a_gpu_it_lacks(ray_address, tmp_path):
-    # --device auto and no --gpus-per-job: one GPU per job, which this cluster does not have.
+    # An explicit --gpus-per-job 1: one GPU per job, which this cluster does not have.
     argv = ["--methods", "lora", "--tasks", "toy_sum", "--preset", "smoke", "--output-dir", str(tmp_path)]
-    proc = bench("run", *argv, "--executor", "ray", "--ray-address", ray_address)
+    proc = bench("run", *argv, "--executor", "ray", "--ray-address", ray_address, "--gpus-per-job", "1")
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "no node with 1 GPU(s)" in proc.stderr and "would wait forever" in proc.stderr
+    assert "run on CPU" not in proc.stderr
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_ray_runs_device_auto_jobs_on_cpu_without_gpus(ray_address, tmp_path, capsys):
+    # --device auto and no --gpus-per-job on a cluster without GPUs: the jobs run on CPU.
+    outcomes = executors.run("ray", plan("toy_sum", tmp_path, device="auto"), progress=False)
+    assert [status for _, status in outcomes] == ["ok"]
+    assert "the Ray cluster (local) has no GPU: the jobs run on CPU (--device auto;" in capsys.readouterr().err
+    rec = json.loads((tmp_path / "lora--toy_sum--seed0.json").read_text())
+    assert (rec["result"]["status"], rec["env"]["device"], rec["run"]["device"]) == ("ok", "cpu", "auto")
 
 
 def test_ray_job_timeout_records_failed(ray_address, tmp_path, monkeypatch):
@@ -123,7 +134,7 @@ def test_ray_job_timeout_records_failed(ray_address, tmp_path, monkeypatch):
     assert rec["result"]["error"].startswith("timed out after 2s (--job-timeout)")
 
 
-def plan(tasks: str, out: Path) -> list[JobSpec]:
+def plan(tasks: str, out: Path, device: str = "cpu") -> list[JobSpec]:
     return plan_jobs(
         RunRequest(
             methods="lora",
@@ -134,7 +145,7 @@ def plan(tasks: str, out: Path) -> list[JobSpec]:
             smoke=True,
             output_dir=str(out),
             threads=1,
-            device="cpu",
+            device=device,
             progress=False,
         )
     )

@@ -1,5 +1,6 @@
 """Measurement: the exact byte breakdown of one training step (hand-computed bytes), that it
-leaves the job untouched, and the NVML / CUDA paths without a GPU (reasons, never crashes)."""
+leaves the job untouched, and the NVML / CUDA paths without a GPU (reasons, never crashes); on a
+GPU (``gpu``-marked, skipped without CUDA) the allocator peaks of a known allocation."""
 
 from __future__ import annotations
 
@@ -148,3 +149,16 @@ def test_cuda_figures_are_empty_without_cuda():
 # ---------------------------------------------------------------------------------------------
 # NVML: absent, broken, and a fake device
 # ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+def test_cuda_peaks_count_an_allocation_and_reset_to_what_is_held():
+    torch.zeros(1, device="cuda")
+    measure.cuda_reset()
+    block = torch.empty(64 * 2**20, dtype=torch.uint8, device="cuda")
+    peaks = measure.cuda_peaks()
+    assert peaks["torch_max_allocated_mb"] >= 64
+    assert peaks["torch_max_reserved_mb"] >= peaks["torch_max_allocated_mb"]
+    del block
+    measure.cuda_reset()
+    assert measure.cuda_peaks()["torch_max_allocated_mb"] == torch.cuda.memory_allocated() / 2**20

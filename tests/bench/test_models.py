@@ -232,3 +232,12 @@ def test_cache_dir_honours_bench_cache(monkeypatch, tmp_path):
     assert models.cache_dir() == tmp_path / ".cache" / "peft-bench"
     assert models.cache_dir is config.cache_dir  # re-exported, one definition
     assert isinstance(models.cache_dir(), Path)
+
+
+@pytest.mark.parametrize(("name", "head"), [("tiny-llama", "causal_lm"), ("tiny-bert", "sequence_classification")])
+def test_tiny_models_load_in_the_asked_dtype(name, head):
+    # a bf16 job (the paper preset on CUDA) must train the tiny models in bf16 too
+    model, _ = load(name, head, dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    model, _ = load(name, head)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}

@@ -1,9 +1,11 @@
-"""The pynvml sampler, with a fake pynvml: baseline, net samples, other processes, failures recorded."""
+"""The pynvml sampler, with a fake pynvml: baseline, net samples, other processes, failures recorded;
+and on a real GPU (``gpu``-marked, skipped without CUDA): an allocation shows in its samples."""
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 import types
 
 import pytest
@@ -150,3 +152,22 @@ def test_nvml_falls_back_to_the_index_when_the_uuid_is_unknown(monkeypatch):
     assert (sampler.matched_by, sampler._handle) == ("index", "gpu2")
     assert any("uuid lookup failed" in n for n in sampler.notes)
     sampler.__exit__(None, None, None)
+
+
+@pytest.mark.gpu
+def test_real_nvml_sees_an_allocation_on_the_gpu():
+    torch.zeros(1, device="cuda")  # the CUDA context first, as the runner's measure.environment() makes it
+    sampler = nvml.NvmlSampler(torch.cuda.current_device(), interval_s=0.01)
+    assert sampler.reason is None, sampler.reason
+    with sampler:
+        block = torch.empty(512 * 2**20, dtype=torch.uint8, device="cuda")
+        torch.cuda.synchronize()
+        wanted = len(sampler.samples) + 2  # one more than a sample that may have been read before the allocation
+        deadline = time.monotonic() + 30  # a guard against a dead sampler, not a timing assertion
+        while len(sampler.samples) < wanted and sampler.reason is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        del block
+    out = sampler.summary()
+    assert "nvml_reason" not in out, out
+    assert out["nvml_max_mb"] >= 512  # NVML sees the allocator's cudaMalloc of at least 512 MiB
+    assert out["gpu_name"] == sampler.gpu_name and out["nvml_matched_by"] in ("uuid", "index")

@@ -14,6 +14,13 @@ from bench.plan import plan as plan_jobs
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _hub_reachable(monkeypatch):
+    """Hub tasks without --data-dir plan as if the hub answered (tests/bench/test_hub.py covers
+    the offline check); no test touches the network."""
+    monkeypatch.setattr("bench.hub.unreachable", lambda: None)
+
+
 def plan(tasks: str, **kw):
     args = dict(
         methods="lora,full_ft",
@@ -76,3 +83,16 @@ def test_budget_per_suite_same_for_every_method():
         by_task.setdefault(job.task, set()).add(str(job.budget))
     assert all(len(b) == 1 for b in by_task.values())  # identical across methods and seeds
     assert by_task["glue_sst2"] != by_task["toy_sum"]
+
+
+def test_offline_without_data_stops_before_any_job(monkeypatch, tmp_path):
+    monkeypatch.setattr("bench.hub.unreachable", lambda: "HF_HUB_OFFLINE=1 is set")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(UsageError) as err:
+        plan("glue_sst2,toy_sum,boolq")
+    assert str(err.value) == (
+        "no data for task(s) glue_sst2, boolq: the hub is unreachable (HF_HUB_OFFLINE=1 is set) "
+        f"and their data is not in the datasets cache ({tmp_path / 'empty-cache'}); pass --data-dir with a "
+        "folder laid out like shared/data (or set BENCH_DATA_DIR)"
+    )
+    assert plan("toy_sum")  # in-code data needs no hub
