@@ -25,6 +25,7 @@ from tasks import commonsense  # noqa: F401  (suites commonsense and commonsense
 from tasks import arithmetic  # noqa: F401
 from tasks import glue  # noqa: F401
 # isort: on
+from tasks.protocols import with_protocol  # noqa: E402  (after the suites it adapts)
 
 NOT_IN_ALL = ("toy", "commonsense_mc")
 """Suites that ``--tasks all`` leaves out."""
@@ -51,6 +52,9 @@ PAPER_ORDER = (
 
 get = TASKS.get
 names = TASKS.names
+
+
+__all__ = ["with_protocol"]  # Budget.protocol: the task under another prompt and scoring (tasks/protocols.py)
 
 
 def per_task_train(task: TaskConfig) -> TaskConfig:
