@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench import records, recipes
+from bench import recipes, records
 from bench.config import Budget, build_config, config_to_dict, method_label
 from bench.errors import UsageError
 from bench.skeleton import validate_on_skeletons
@@ -180,7 +180,6 @@ def job_spec(
 def check_tasks(request: RunRequest, selected: list) -> list[str]:
     """Problems with the tasks: the evaluator's support, the device name, models, data files."""
     import tasks
-
     from bench import models
 
     problems: list[str] = []

@@ -67,9 +67,8 @@ class Recipe:
     """What the harness does not reproduce of the source's setup."""
 
     def matches(self, preset: str, suite: str, method: str, values: Mapping[str, Any]) -> bool:
-        return (
-            (self.preset, self.suite, self.method) == (preset, suite, method)
-            and all(values.get(key) == value for key, value in self.when.items())
+        return (self.preset, self.suite, self.method) == (preset, suite, method) and all(
+            values.get(key) == value for key, value in self.when.items()
         )
 
     def as_record(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from tasks._base import TaskConfig
 from tasks import commonsense  # noqa: F401  (suites commonsense and commonsense_mc)
 from tasks import arithmetic  # noqa: F401
 from tasks import glue  # noqa: F401
+
 # isort: on
 from tasks.protocols import with_protocol  # noqa: E402  (after the suites it adapts)
 
