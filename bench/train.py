@@ -211,6 +211,9 @@ def train(
         for i, micro in enumerate(micro_batches):
             batch = {k: v.to(device) for k, v in micro.items()}
             if ddp is None:
+                # The mean of the micro-batches' mean token losses, as HF Trainer <= 4.45 (the official
+                # NeuroAda scripts' 4.45.1) accumulates; transformers >= 4.46 weights micro-batches
+                # by their target tokens (num_items_in_batch) instead.
                 loss = model(**batch).loss
                 (loss / budget.grad_accum).backward()
             else:  # this process's slice, weighted so that DDP's average is the micro-batch's loss
