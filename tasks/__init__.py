@@ -5,6 +5,8 @@ To add a task: write a :class:`tasks._base.TaskConfig` in its suite's file (with
 ``TASKS.register(...)``; to add a suite, add a file and import it below (and, for a table
 heading other than its name, an entry in :data:`SUITE_TITLES`). Task names are unique
 lowercase identifiers; suite names select every task of the suite (``--tasks glue``).
+:func:`with_protocol` (``tasks/protocols.py``) gives a task under another scoring protocol
+(``loreft``: the official NeuroAda/LoReFT scripts'), as ``Budget.protocol`` asks.
 
 ``--tasks all`` is the 23 tasks of the papers, in their column order (commonsense 8, arithmetic
 7, glue 8): import order is registration order. It leaves out the suites of
@@ -26,7 +28,7 @@ from tasks import arithmetic  # noqa: F401
 from tasks import glue  # noqa: F401
 
 # isort: on
-from tasks.protocols import with_protocol  # noqa: E402  (after the suites it adapts)
+from tasks.protocols import with_protocol  # noqa: F401  (Budget.protocol: a task under another prompt and scoring)
 
 NOT_IN_ALL = ("toy", "commonsense_mc")
 """Suites that ``--tasks all`` leaves out."""
@@ -53,9 +55,6 @@ PAPER_ORDER = (
 
 get = TASKS.get
 names = TASKS.names
-
-
-__all__ = ["with_protocol"]  # Budget.protocol: the task under another prompt and scoring (tasks/protocols.py)
 
 
 def per_task_train(task: TaskConfig) -> TaskConfig:
