@@ -121,3 +121,27 @@ def test_every_recipe_builds_a_valid_budget():
 def test_paper_steps_on_commonsense_170k_equal_the_official_scripts(k, per_epoch, steps):
     job = paper_jobs("neuroada", "boolq", {"neuroada": {"k": str(k)}})[(f"neuroada@k={k}", "boolq")]
     assert epoch_steps(COMMONSENSE_170K, Budget(**job.budget)) == (per_epoch, steps)
+
+
+def test_a_paper_job_runs_offline_on_the_shared_data(tmp_path):
+    """The offline path end to end: the paper preset on the shared 1,000-row mixture (the hub's
+    commonsense_170k is for users with network access), a tiny model, 2% of an epoch."""
+    import json
+
+    from bench.cli import main
+
+    argv = ["run", "--methods", "neuroada", "--set", "neuroada.k=20", "--tasks", "boolq", "--preset", "paper"]
+    argv += ["--epochs", "0.02", "--limit", "4", "--model", "tiny-llama", "--data-dir", str(DATA)]
+    argv += ["--output-dir", str(tmp_path), "--no-progress", "--threads", "1"]
+    assert main(argv) == 0
+    run = json.loads((tmp_path / "neuroada@k=20--boolq--seed0.json").read_text())["run"]
+    assert run["epoch_steps"] == {
+        "epochs": 0.02,
+        "n_train": 1000,
+        "steps_per_epoch": 63,  # ceil(1000 / 16)
+        "max_steps": 2,  # ceil(0.02 x 63)
+        "rule": "HF Trainer 4.45: max(ceil(n / micro_batch) // grad_accum, 1) per epoch, ceil(epochs x that)",
+    }
+    assert run["budget"]["max_steps"] == 2 and run["budget"]["protocol"] == "loreft"
+    assert run["protocol"].startswith("loreft:") and run["method_config"]["lr"] == 7e-4
+    assert run["recipe"]["when"] == {"k": 20}
