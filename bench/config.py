@@ -7,6 +7,7 @@ Defaults are defined once, here and in each method's config; presets hold only o
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -53,6 +54,16 @@ class Budget:
     gradient_checkpointing: bool = False
     throughput_warmup_steps: int = 1
     """Steps excluded from tokens/s (first-step allocations and lazy init); they are counted."""
+    epochs: float | None = None
+    """Passes over the training set; set, it replaces ``max_steps``, which the job derives from the
+    train set's size (:func:`epoch_steps`, HF Trainer's rule) and records with it."""
+    warmup_steps: int | None = None
+    """Linear warm-up in steps, instead of ``warmup_ratio`` (LLM-Adapters' recipes: 100 steps)."""
+    protocol: Literal["harness", "loreft"] = "harness"
+    """Prompt and scoring of commonsense and arithmetic tasks: ``harness`` (the task's own: Alpaca
+    prompt, first label word) or ``loreft`` (the official NeuroAda/LoReFT scripts': commonsense
+    prompt = instruction + newline, target "the correct answer is X", exact match of the text after
+    that trigger; arithmetic: Alpaca prompt, 512 new tokens, the last number, AQuA's first letter)."""
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "micro_batch_size", "max_length", "eval_batch_size"):
@@ -71,10 +82,40 @@ class Budget:
             raise UsageError(f"budget.weight_decay={self.weight_decay} must be >= 0")
         if self.throughput_warmup_steps < 0:
             raise UsageError(f"budget.throughput_warmup_steps={self.throughput_warmup_steps} must be >= 0")
+        if self.epochs is not None and (
+            isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, float)) or not self.epochs > 0
+        ):
+            raise UsageError(f"--epochs {self.epochs!r} must be a number > 0 (e.g. 3)")
+        if self.warmup_steps is not None and (not isinstance(self.warmup_steps, int) or self.warmup_steps < 0):
+            raise UsageError(f"budget.warmup_steps={self.warmup_steps!r} must be an integer >= 0")
+        if self.protocol not in PROTOCOLS:
+            raise UsageError(f"--protocol {self.protocol!r} must be one of {', '.join(PROTOCOLS)}")
 
     @property
     def grad_accum(self) -> int:
         return self.batch_size // self.micro_batch_size
+
+    def warmup_for(self, steps: int) -> int:
+        """Warm-up steps of a run of ``steps``: ``warmup_steps``, else ``ceil(ratio * steps)`` (HF)."""
+        return self.warmup_steps if self.warmup_steps is not None else math.ceil(self.warmup_ratio * steps)
+
+
+PROTOCOLS = ("harness", "loreft")
+"""``Budget.protocol`` values (see its docstring); ``tasks.with_protocol`` applies them."""
+
+
+def epoch_steps(n_train: int, budget: Budget) -> tuple[int, int]:
+    """``(steps per epoch, max_steps)`` for ``budget.epochs`` over ``n_train`` examples, as the
+    official scripts' HF Trainer (transformers 4.45.1) counts them: ``ceil(n / micro)`` micro-batches
+    per epoch (the last one short), ``max(that // grad_accum, 1)`` optimizer steps per epoch, and
+    ``ceil(epochs * steps_per_epoch)`` in all. (transformers 5 rounds the per-epoch division up.)"""
+    if budget.epochs is None:
+        raise ValueError("epoch_steps needs budget.epochs")
+    if n_train <= 0:
+        raise UsageError("the training set is empty: no epoch to count")
+    micro_batches = math.ceil(n_train / budget.micro_batch_size)
+    per_epoch = max(micro_batches // budget.grad_accum, 1)
+    return per_epoch, math.ceil(budget.epochs * per_epoch)
 
 
 @dataclass(frozen=True)
@@ -150,22 +191,31 @@ PRESETS: dict[str, Preset] = {
         Preset("default", "the Budget defaults: 100 steps of 8, full eval set", {}),
         Preset(
             "paper",
-            "NeuroAda's recipe scaled by steps: batch 16, length 512, warm-up 0.06, bf16 on CUDA",
+            "the official NeuroAda scripts (LLaMA-7B): 3 epochs over commonsense_170k / math_10k, their "
+            "batch, rate, warm-up and decay per suite and k, length 512, bf16, the LoReFT protocol; LoRA and "
+            "DoRA at their papers' commonsense recipes (bench/recipes.py)",
             {
-                "max_steps": 3000,
+                # The official k=20 commonsense row (DESIGN.md "Reference settings"); bench/recipes.py
+                # sets each suite's, k's and peer's own batch, warm-up and decay on top.
+                "epochs": 3,
                 "batch_size": 16,
-                "micro_batch_size": 4,
+                "micro_batch_size": 16,
                 "max_length": 512,
                 "warmup_ratio": 0.06,
+                "weight_decay": 0.0,
+                "eval_batch_size": 16,
                 "dtype": "bfloat16",
             },
+            suites={"commonsense": {"protocol": "loreft"}, "arithmetic": {"protocol": "loreft"}},
         ),
     )
 }
 
 
 def budget_for(preset: str, suite: str | None = None, **overrides: Any) -> Budget:
-    """The preset's budget for ``suite``, with CLI overrides (``None`` values are ignored)."""
+    """The preset's budget for ``suite``, with CLI overrides (``None`` values are ignored).
+
+    An explicit ``max_steps`` without ``epochs`` counts steps under an epoch-based preset too."""
     if preset not in PRESETS:
         from bench.registry import did_you_mean
 
@@ -178,6 +228,8 @@ def budget_for(preset: str, suite: str | None = None, **overrides: Any) -> Budge
         **chosen.suites.get(suite or "", {}),
         **{k: v for k, v in overrides.items() if v is not None},
     }
+    if overrides.get("max_steps") is not None and overrides.get("epochs") is None:
+        values["epochs"] = None
     return Budget(**values)
 
 

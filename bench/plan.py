@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench import records
+from bench import recipes, records
 from bench.config import Budget, build_config, config_to_dict, method_label
 from bench.errors import UsageError
 from bench.skeleton import validate_on_skeletons
@@ -52,6 +52,8 @@ class RunRequest:
     evaluator: str = "native"
     match_params: str | None = None
     """``--match-params METHOD``: size every other method to METHOD's trainable count (bench.matching)."""
+    budget_overrides: dict[str, Any] = field(default_factory=dict)
+    """The budget fields given on the command line; a preset's recipe (bench.recipes) leaves them."""
 
     def budget_of(self, task) -> Budget:
         return self.budget(task) if callable(self.budget) else self.budget
@@ -97,7 +99,8 @@ def plan(request: RunRequest) -> list[JobSpec]:
             sized, matches = matched_configs(request, group[0], configs)
         for name in method_names:
             match = matches[name].as_record() if name in matches else None
-            jobs += [job_spec(request, group, name, sized[name], seed, match) for seed in request.seeds]
+            config, recipe = with_recipe(request, group[0], name, sized[name], match)
+            jobs += [job_spec(request, group, name, config, seed, match, recipe) for seed in request.seeds]
     newer = [msg for job in jobs for path in job.record_paths if (msg := newer_record(path))]
     if newer:
         raise UsageError("; ".join(newer))
@@ -121,11 +124,35 @@ def matched_configs(request: RunRequest, task, configs: dict[str, Any]) -> tuple
     return matching.match_all(configs, request.match_params, lambda: copy.deepcopy(weights))
 
 
+def with_recipe(request: RunRequest, task, method: str, config: Any, match: dict | None = None):
+    """``(config, recipe)``: the method's config with the settings of its recipe under the preset
+    on ``task``'s suite (bench.recipes), except the fields the user set with ``--set`` and the knob
+    ``--match-params`` sized; ``recipe`` is None where the preset has none."""
+    import methods as method_registry
+
+    recipe = recipes.recipe_for(request.preset, task.suite, method, config_to_dict(config))
+    if recipe is None:
+        return config, None
+    keep = set(request.overrides.get(method, {}))
+    if match and match.get("knob"):
+        keep |= {match["knob"], "alpha"}  # alpha follows r when matching sizes LoRA
+    wanted = {k: v for k, v in recipe.settings.items() if k not in keep}
+    typed = build_config(method_registry.get(method).config_cls, method, wanted)
+    return replace(config, **{k: getattr(typed, k) for k in wanted}), recipe
+
+
 def job_spec(
-    request: RunRequest, group: list, method: str, config: Any, seed: int, match: dict | None = None
+    request: RunRequest,
+    group: list,
+    method: str,
+    config: Any,
+    seed: int,
+    match: dict | None = None,
+    recipe: recipes.Recipe | None = None,
 ) -> JobSpec:
     task = group[0]
     overrides = request.overrides.get(method, {})
+    budget = recipes.apply_budget(recipe, request.budget_of(task), request.budget_overrides)
     return JobSpec(
         method=method,
         label=method_label(method, overrides),
@@ -133,7 +160,7 @@ def job_spec(
         task=task.name,
         seed=seed,
         model=request.model or task.default_model,
-        budget=asdict(request.budget_of(task)),
+        budget=asdict(budget),
         preset=request.preset,
         smoke=request.smoke,
         data_dir=str(Path(request.data_dir).resolve()) if request.data_dir else None,
@@ -147,12 +174,14 @@ def job_spec(
         train_per_task=request.train_per_task,
         evaluator=request.evaluator,
         match_params=match,
+        recipe=recipe.as_record() if recipe else None,
     )
 
 
 def check_tasks(request: RunRequest, selected: list) -> list[str]:
     """Problems with the tasks: the evaluator's support, the device name, models, data files (or,
     without ``--data-dir``, data the jobs could not load from an unreachable hub: ``bench.hub``)."""
+    import tasks
     from bench import models
 
     problems: list[str] = []
@@ -166,6 +195,11 @@ def check_tasks(request: RunRequest, selected: list) -> list[str]:
                 problems.append(str(err))
     if not device_name_ok(request.device):  # only the name: CUDA may exist on the workers, not here
         problems.append(f"--device '{request.device}' is not a device name; use auto, cpu, cuda or cuda:N")
+    for task in selected:  # the budget's protocol must exist for the task (tasks/protocols.py)
+        try:
+            tasks.with_protocol(task, request.budget_of(task).protocol)
+        except UsageError as err:
+            problems.append(str(err))
     data_dir = request.data_dir
     if data_dir is None:  # the jobs load from the hub: stop now if they cannot (offline, nothing cached)
         from bench import hub

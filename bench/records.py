@@ -58,7 +58,9 @@ class RunSection(TypedDict, total=False):
     seed: int
     model: str  # alias, folder or hub name
     dtype: str  # float32 | bfloat16
-    budget: dict[str, Any]  # bench.config.Budget: identical for every method on a task
+    budget: dict[str, Any]  # bench.config.Budget: identical for every method on a task (a recipe aside)
+    epoch_steps: dict[str, Any]  # with budget.epochs: epochs, n_train, steps_per_epoch, max_steps, rule
+    recipe: dict[str, Any] | None  # bench.recipes: the preset's per-method settings, their source, differences
     preset: str  # the budget preset's name
     smoke: bool  # a reduced budget or --limit: kept out of report tables
     data_dir: str | None  # absolute; None: the hub

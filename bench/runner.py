@@ -131,6 +131,8 @@ def build(job: Job) -> None:
 
     spec, task, budget = job.spec, job.train_task, job.budget
     train_rows, job.val_rows = validation.split_train(task.load("train", spec.data_dir), spec.holdout)
+    if budget.epochs is not None:  # steps follow from the train set (HF Trainer's count); both recorded
+        job.budget = budget = steps_from_epochs(job.run, budget, len(train_rows))
     if spec.evaluate_on == "validation":
         criterion = validation.validation_criterion(task, job.val_rows)
         job.run["validation"] = {"rows": len(job.val_rows), "criterion": criterion}
@@ -324,6 +326,26 @@ def item_results(task, ev, rows: list[dict]) -> dict[str, Any]:
     return {"items": items, "items_hash": records.items_hash(rows)}
 
 
+def steps_from_epochs(run: dict[str, Any], budget: Budget, n_train: int) -> Budget:
+    """``budget`` with ``max_steps`` for ``budget.epochs`` over ``n_train`` rows
+    (:func:`bench.config.epoch_steps`); the record's ``run.budget`` and ``run.epoch_steps`` say so."""
+    from dataclasses import asdict
+
+    from bench.config import epoch_steps
+
+    per_epoch, steps = epoch_steps(n_train, budget)
+    budget = replace(budget, max_steps=steps)
+    run["budget"] = asdict(budget)
+    run["epoch_steps"] = {
+        "epochs": budget.epochs,
+        "n_train": n_train,
+        "steps_per_epoch": per_epoch,
+        "max_steps": steps,
+        "rule": "HF Trainer 4.45: max(ceil(n / micro_batch) // grad_accum, 1) per epoch, ceil(epochs x that)",
+    }
+    return budget
+
+
 def training_kind(trainable: int, head_params: int) -> str:
     """What trained, for the record: ``zero-shot`` (nothing), ``linear-probe`` (the new head
     alone: the frozen backbone on a classification task) or ``fine-tuned``."""
@@ -409,6 +431,8 @@ def job_tasks(spec: JobSpec):
     selected = [task_registry.get(n) for n in spec.tasks]
     if spec.train_per_task:
         selected = [task_registry.per_task_train(t) for t in selected]
+    protocol = spec.budget.get("protocol", "harness")
+    selected = [task_registry.with_protocol(t, protocol) for t in selected]
     return selected[0], selected
 
 

@@ -54,6 +54,9 @@ class JobSpec:
     match_params: dict[str, Any] | None = None
     """How ``--match-params`` sized this method (bench.matching.Match): reference, target,
     knob, value, achieved count, note."""
+    recipe: dict[str, Any] | None = None
+    """The preset's recipe for this method and suite (bench.recipes.Recipe.as_record): the budget
+    fields and method settings it set, their source and what it does not reproduce; None: none."""
 
     @property
     def tasks(self) -> tuple[str, ...]:

@@ -102,13 +102,19 @@ def collate(examples: Sequence[dict], pad_id: int, regression: bool = False) -> 
 def batches(
     examples: Sequence[dict], budget: Budget, seed: int, pad_id: int, regression: bool
 ) -> Iterator[list[dict]]:
-    """Micro-batches for ``max_steps`` optimizer steps: a seeded shuffle per epoch, cycled."""
+    """Micro-batches for ``max_steps`` optimizer steps: a seeded shuffle per epoch, cycled.
+
+    With ``budget.epochs`` the micro-batches keep to epochs as HF Trainer's DataLoader does: each
+    epoch ends with a short micro-batch, and accumulation runs on across the epoch boundary (as in
+    transformers 4.45, the official NeuroAda scripts' version). Without, a micro-batch may span two."""
     rng = random.Random(seed)
     order: list[int] = []
     for _ in range(budget.max_steps * budget.grad_accum):
         micro = []
         for _ in range(budget.micro_batch_size):
             if not order:
+                if micro and budget.epochs is not None:
+                    break  # the epoch's short last micro-batch
                 order = list(range(len(examples)))
                 rng.shuffle(order)
             micro.append(examples[order.pop()])
@@ -156,7 +162,7 @@ def schedule(optimizer: torch.optim.Optimizer, budget: Budget):
     return get_scheduler(
         budget.scheduler if budget.scheduler != "constant" else "constant_with_warmup",
         optimizer,
-        num_warmup_steps=math.ceil(budget.warmup_ratio * budget.max_steps),
+        num_warmup_steps=budget.warmup_for(budget.max_steps),
         num_training_steps=budget.max_steps,
     )
 
@@ -205,6 +211,9 @@ def train(
         for i, micro in enumerate(micro_batches):
             batch = {k: v.to(device) for k, v in micro.items()}
             if ddp is None:
+                # The mean of the micro-batches' mean token losses, as HF Trainer <= 4.45 (the official
+                # NeuroAda scripts' 4.45.1) accumulates; transformers >= 4.46 weights micro-batches
+                # by their target tokens (num_items_in_batch) instead.
                 loss = model(**batch).loss
                 (loss / budget.grad_accum).backward()
             else:  # this process's slice, weighted so that DDP's average is the micro-batch's loss

@@ -5,6 +5,8 @@ To add a task: write a :class:`tasks._base.TaskConfig` in its suite's file (with
 ``TASKS.register(...)``; to add a suite, add a file and import it below (and, for a table
 heading other than its name, an entry in :data:`SUITE_TITLES`). Task names are unique
 lowercase identifiers; suite names select every task of the suite (``--tasks glue``).
+:func:`with_protocol` (``tasks/protocols.py``) gives a task under another scoring protocol
+(``loreft``: the official NeuroAda/LoReFT scripts'), as ``Budget.protocol`` asks.
 
 ``--tasks all`` is the 23 tasks of the papers, in their column order (commonsense 8, arithmetic
 7, glue 8): import order is registration order. It leaves out the suites of
@@ -24,7 +26,9 @@ from tasks._base import TaskConfig
 from tasks import commonsense  # noqa: F401  (suites commonsense and commonsense_mc)
 from tasks import arithmetic  # noqa: F401
 from tasks import glue  # noqa: F401
+
 # isort: on
+from tasks.protocols import with_protocol  # noqa: F401  (Budget.protocol: a task under another prompt and scoring)
 
 NOT_IN_ALL = ("toy", "commonsense_mc")
 """Suites that ``--tasks all`` leaves out."""

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bench", "methods", "tasks")
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("bench.errors", "bench.registry", "bench.config", "bench.args", "bench.stats"),
+    ("bench.errors", "bench.registry", "bench.config", "bench.args", "bench.stats", "bench.recipes"),
     ("bench.records",),
     ("bench.spec",),
     ("methods", "tasks"),

@@ -122,6 +122,15 @@ def add_tune_arguments(group) -> None:
 def add_budget_arguments(group) -> None:
     group.add_argument("--preset", default="demo", help="budget preset: smoke, demo, default, paper (default: demo)")
     group.add_argument("--max-steps", type=positive_int("--max-steps"), help="optimizer steps")
+    group.add_argument(
+        "--epochs", type=float, help="passes over the training set; steps follow from its size (replaces --max-steps)"
+    )
+    group.add_argument(
+        "--protocol",
+        choices=["harness", "loreft"],
+        help="prompt and scoring of commonsense/arithmetic: the tasks' own (harness) or the official "
+        "NeuroAda/LoReFT scripts' (loreft; the paper preset's)",
+    )
     group.add_argument("--batch-size", type=positive_int("--batch-size"), help="examples per optimizer step")
     group.add_argument("--micro-batch-size", type=positive_int("--micro-batch-size"), help="examples per forward pass")
     group.add_argument("--max-length", type=positive_int("--max-length"), help="max training tokens per example")
@@ -149,6 +158,8 @@ def main(args: argparse.Namespace, final: bool = True) -> int:
         "max_length": args.max_length,
         "eval_limit": args.limit,
         "eval_batch_size": args.eval_batch_size,
+        "epochs": args.epochs,
+        "protocol": args.protocol,
     }
     budget = budget_for(args.preset, **overrides)
     options = executor_args.options_from_args(args, budget)  # --executor and its flags, before anything runs
@@ -178,6 +189,7 @@ def main(args: argparse.Namespace, final: bool = True) -> int:
         train_per_task=args.train_per_task,
         evaluator=args.evaluator,
         match_params=args.match_params,
+        budget_overrides={k: v for k, v in overrides.items() if v is not None},
     )
     jobs = plan(request)
     run_options = dict(force=args.force, rerun_failed=args.rerun_failed, progress=not args.no_progress)

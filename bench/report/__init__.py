@@ -23,6 +23,8 @@ What lives where (imports go down this list, never up; submodules never import t
   cost table's means, row and column orders.
 - ``render``: Markdown, LaTeX and CSV text of those tables, and the end-of-sweep summary.
 - ``plots``: PNG and PDF figures (matplotlib, imported only when plots are written).
+- ``reference``: ``--reference paper``: our runs beside the published numbers of
+  ``references.json`` (each table with its source), with the difference and a tolerance.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import pandas as pd
 
 from bench import records
 from bench.report.frame import CSV_COLUMNS, frame_of, load_frame
+from bench.report.reference import reference_frame, reference_markdown
 from bench.report.render import (
     cost_latex,
     cost_markdown,
@@ -61,14 +64,24 @@ def markdown_of(df: pd.DataFrame) -> str:
 
 
 def write_report(
-    records_dir: str | Path, out_dir: str | Path = "results", *, plots: bool = True
+    records_dir: str | Path,
+    out_dir: str | Path = "results",
+    *,
+    plots: bool = True,
+    reference: str | None = None,
+    tolerance: float | None = None,
 ) -> tuple[str, list[Path]]:
     """Write ``tables/`` and ``plots/`` under ``out_dir``; returns (Markdown, written paths).
 
-    Every file is written atomically (:func:`bench.records.write_atomic`).
+    ``reference`` (``paper``): add our runs beside the published numbers (:mod:`.reference`),
+    printed and written to ``tables/reference.md|csv``. Every file is written atomically
+    (:func:`bench.records.write_atomic`).
     """
     df = load_frame(records_dir)
     text = markdown_of(df) if not df.empty else f"_no records in {records_dir}_\n"
+    if reference is not None:
+        ref_text = reference_markdown(df, reference, tolerance)
+        text = text + "\n" + ref_text
     tables = Path(out_dir) / "tables"
     written: list[Path] = []
 
@@ -78,6 +91,9 @@ def write_report(
         written.append(path)
 
     put("report.md", text)
+    if reference is not None:
+        put("reference.md", ref_text)
+        put("reference.csv", reference_frame(df, reference, tolerance).to_csv(index=False))
     if df.empty:
         return text, written
     table = main_table(df)

@@ -126,6 +126,7 @@ FIELDS: tuple[Field, ...] = (
     Field("method", at("run.method_label", "run.method"), show={"summary": "text"}),
     Field("method_name", at("run.method")),
     Field("k", at("run.method_config.k")),
+    Field("r", at("run.method_config.r"), in_csv=False),  # LoRA/DoRA rank: matches reference tables
     Field("task", at("run.task"), show={"summary": "text"}),
     Field("suite", at("run.suite")),
     Field("task_version", at("run.task_version")),
@@ -180,6 +181,7 @@ FIELDS: tuple[Field, ...] = (
     Field("max_length", at("run.budget.max_length")),
     Field("gradient_checkpointing", at("run.budget.gradient_checkpointing")),
     Field("budget", _budget),
+    Field("budget_protocol", at("run.budget.protocol"), in_csv=False),  # harness | loreft (bench.config)
     Field("git_sha", at("run.git_sha")),
     Field("git_dirty", at("run.git_dirty")),
 )

@@ -300,7 +300,9 @@ def _budget_text(row: pd.Series) -> str:
     parts = []
     if pd.notna(row["max_steps"]) and pd.notna(row["batch_size"]):
         micro = f" (micro-batch {int(row['micro_batch_size'])})" if pd.notna(row["micro_batch_size"]) else ""
-        parts.append(f"{int(row['max_steps'])} steps × {int(row['batch_size'])} examples{micro}")
+        epochs = (json.loads(row["budget"]) if isinstance(row["budget"], str) else {}).get("epochs")
+        over = f" ({epochs:g} epochs)" if isinstance(epochs, (int, float)) else ""
+        parts.append(f"{int(row['max_steps'])} steps{over} × {int(row['batch_size'])} examples{micro}")
     if pd.notna(row["max_length"]):
         parts.append(f"max length {int(row['max_length'])}")
     if row["dtype"] is not None and not pd.isna(row["dtype"]):

@@ -12,6 +12,7 @@ from bench.config import (
     build_config,
     config_from_dict,
     config_to_dict,
+    epoch_steps,
     method_label,
     parse_overrides,
 )
@@ -71,3 +72,50 @@ def test_presets_may_differ_between_suites_and_cli_overrides_win():
     assert budget_for("demo", "glue").max_steps == PRESETS["demo"].suites["glue"]["max_steps"]
     assert budget_for("demo", "commonsense_mc").max_steps == PRESETS["demo"].budget["max_steps"]
     assert budget_for("demo", "glue", max_steps=5).max_steps == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Epochs (#14): steps follow from the train set as the official scripts' HF Trainer counts them
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "n,batch,micro,epochs,expected",
+    [
+        (170_420, 16, 16, 3, (10_652, 31_956)),  # commonsense_170k, NeuroAda k=20: ceil(n/16) x 3
+        (170_420, 8, 8, 3, (21_303, 63_909)),  # k=1: batch 8
+        (9, 8, 2, 3, (1, 3)),  # ceil(9/2)=5 micro-batches // 4 = 1 per epoch (transformers 4.45 floors)
+        (3, 8, 2, 3, (1, 3)),  # 2 micro-batches // 4 = 0, raised to 1
+        (10, 4, 2, 1.5, (2, 3)),  # 5 // 2 = 2 per epoch, ceil(1.5 x 2)
+    ],
+)
+def test_epoch_steps_follow_hf_trainer_4_45(n, batch, micro, epochs, expected):
+    assert epoch_steps(n, Budget(batch_size=batch, micro_batch_size=micro, epochs=epochs)) == expected
+
+
+def test_epoch_steps_needs_epochs_and_rows():
+    with pytest.raises(ValueError, match="needs budget.epochs"):
+        epoch_steps(10, Budget())
+    with pytest.raises(UsageError, match="training set is empty"):
+        epoch_steps(0, Budget(epochs=1))
+
+
+@pytest.mark.parametrize("value", [0, -1, True, "3"])
+def test_epochs_must_be_positive(value):
+    with pytest.raises(UsageError, match="--epochs"):
+        Budget(epochs=value)
+
+
+def test_protocol_and_warmup_steps_are_checked():
+    with pytest.raises(UsageError, match="--protocol 'lorft' must be one of harness, loreft"):
+        Budget(protocol="lorft")
+    with pytest.raises(UsageError, match="warmup_steps=-1"):
+        Budget(warmup_steps=-1)
+    assert Budget(warmup_steps=100).warmup_for(31_956) == 100
+    assert Budget(warmup_ratio=0.06).warmup_for(31_956) == 1918  # ceil(0.06 x 31956), as HF
+
+
+def test_paper_preset_counts_epochs_and_max_steps_clears_them():
+    paper = budget_for("paper", "commonsense")
+    assert (paper.epochs, paper.protocol, paper.dtype, paper.max_length) == (3, "loreft", "bfloat16", 512)
+    assert budget_for("paper", "glue").protocol == "harness"  # no loreft protocol for GLUE
+    assert budget_for("paper", "commonsense", max_steps=50).epochs is None  # --max-steps counts steps
+    assert budget_for("paper", "commonsense", max_steps=50, epochs=2).epochs == 2

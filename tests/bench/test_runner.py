@@ -96,3 +96,35 @@ def test_training_kind():
     assert runner.training_kind(0, 0) == "zero-shot"
     assert runner.training_kind(10, 10) == "linear-probe"
     assert runner.training_kind(11, 10) == "fine-tuned"
+
+
+def test_steps_from_epochs_are_recorded_with_the_budget():
+    run: dict = {}
+    budget = runner.steps_from_epochs(run, budget_for("paper", "commonsense"), 1000)
+    assert budget.max_steps == 3 * 63  # ceil(1000 / 16) per epoch
+    assert run["budget"]["max_steps"] == 189 and run["budget"]["epochs"] == 3
+    assert {k: run["epoch_steps"][k] for k in ("epochs", "n_train", "steps_per_epoch", "max_steps")} == {
+        "epochs": 3,
+        "n_train": 1000,
+        "steps_per_epoch": 63,
+        "max_steps": 189,
+    }
+
+
+def test_job_tasks_take_the_budgets_protocol():
+    spec = replace(
+        plan(
+            RunRequest(
+                methods="lora",
+                tasks="boolq,piqa",
+                budget=budget_for("smoke"),
+                output_dir="/tmp/x",
+                model="tiny-llama",
+                device="cpu",
+            )
+        )[0]
+    )
+    loreft = replace(spec, budget={**spec.budget, "protocol": "loreft"})
+    train, evals = runner.job_tasks(loreft)
+    assert [t.protocol.split(":")[0] for t in evals] == ["loreft", "loreft"]
+    assert runner.job_tasks(spec)[0].protocol.startswith("generate-greedy")

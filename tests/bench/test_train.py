@@ -189,6 +189,18 @@ def test_batches_shuffle_each_epoch_with_the_seed():
     assert seen(0) == first and seen(1) != first
 
 
+def test_epoch_batches_end_each_epoch_short_and_accumulate_across_it():
+    """HF Trainer 4.45: each epoch's DataLoader ends with a short micro-batch; accumulation
+    counts micro-batches across epochs."""
+    examples = [{"input_ids": [5], "labels": i} for i in range(5)]
+    budget = Budget(max_steps=3, batch_size=4, micro_batch_size=2, epochs=2)  # accumulation 2
+    got = [b["labels"].tolist() for b in batches(examples, budget, 0, PAD, False)]
+    assert [len(m) for m in got] == [2, 2, 1, 2, 2, 1]  # ceil(5/2) = 3 micro-batches per epoch
+    assert sorted(sum(got[:3], [])) == sorted(sum(got[3:], [])) == list(range(5))
+    stepless = Budget(max_steps=3, batch_size=4, micro_batch_size=2)  # without epochs: all full
+    assert [len(b["labels"]) for b in batches(examples, stepless, 0, PAD, False)] == [2] * 6
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------

@@ -70,3 +70,24 @@ def test_a_missing_records_folder_is_exit_2(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out == "" and str(missing) in err and err.startswith("error: ") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_reference_paper_adds_its_section(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["report", "--records", str(GOLDEN), "--out", str(out), "--no-plots", "--reference", "paper"]) == 0
+    printed = capsys.readouterr().out
+    # the golden records are tiny-llama runs: no published table matches them, and the report says so
+    assert "## Against the paper reference" in printed and "_no run matches a published table" in printed
+    assert (out / "tables" / "reference.md").read_text().startswith("## Against the paper reference")
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--reference", "papers"], "unknown reference 'papers'; did you mean 'paper'?"),
+        (["--reference", "paper", "--tolerance", "-1"], "--tolerance -1.0 must be >= 0"),
+    ],
+)
+def test_bad_reference_flags_are_exit_2(tmp_path, capsys, flags, message):
+    assert main(["report", "--records", str(GOLDEN), "--out", str(tmp_path), "--no-plots", *flags]) == 2
+    assert message in capsys.readouterr().err

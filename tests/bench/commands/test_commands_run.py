@@ -199,3 +199,20 @@ def test_the_exit_code_follows_the_statuses(monkeypatch, tmp_path, capsys, statu
     assert run.main(args) == code
     out, err = capsys.readouterr()
     assert out == "TABLE\n" and f"{len(statuses)} job(s) -> {tmp_path}/ (job logs in {tmp_path}/logs/)" in err
+
+
+def test_epochs_and_protocol_flags_reach_the_budget(request_of, tmp_path):
+    req = request_of([*ARGV, "--output-dir", str(tmp_path), "--epochs", "2", "--protocol", "loreft"])
+    import tasks
+
+    budget = req.budget_of(tasks.get("boolq"))
+    assert (budget.epochs, budget.protocol) == (2.0, "loreft")
+    assert req.budget_overrides == {"epochs": 2.0, "protocol": "loreft"}  # a preset's recipe leaves them
+
+
+def test_max_steps_under_the_paper_preset_counts_steps(request_of, tmp_path):
+    req = request_of([*ARGV, "--output-dir", str(tmp_path), "--preset", "paper", "--max-steps", "5"])
+    import tasks
+
+    budget = req.budget_of(tasks.get("boolq"))
+    assert (budget.max_steps, budget.epochs, budget.protocol) == (5, None, "loreft")

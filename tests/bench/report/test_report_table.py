@@ -192,3 +192,11 @@ def test_method_order_known_methods_first_and_k_naturally(rec):
     items = [rec(m, "t", 0, 1.0) for m in ("zz", "neuroada@k=16", "neuroada@k=4", "lora", "full_ft")]
     assert method_order(frame_of(items)) == ["full_ft", "lora", "neuroada@k=4", "neuroada@k=16", "zz"]
     assert method_order(frame_of([rec("lora", "t", 0, 1.0), rec("base", "t", 0, 1.0)]))[0] == "base"
+
+
+def test_the_budget_caption_names_epochs_when_steps_came_from_them(rec):
+    df = frame_of([rec("lora", "boolq", 0, 50.0, budget={"epochs": 3, "max_steps": 31956})])
+    assert main_table(df).budget_lines == [
+        "Budget: 31956 steps (3 epochs) × 4 examples (micro-batch 4), max length 64, float32, "
+        "gradient checkpointing off, model tiny-llama."
+    ]
