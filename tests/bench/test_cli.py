@@ -21,7 +21,18 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_every_command_module_has_add_arguments_and_main():
-    assert list(COMMANDS) == ["run", "tune", "ls", "doctor", "report", "rerun", "regress", "scale", "evalspeed", "micro"]
+    assert list(COMMANDS) == [
+        "run",
+        "tune",
+        "ls",
+        "doctor",
+        "report",
+        "rerun",
+        "regress",
+        "scale",
+        "evalspeed",
+        "micro",
+    ]
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)
         assert callable(getattr(module, "add_arguments", None)), name
