@@ -136,7 +136,8 @@ def _accepts_logits_to_keep(model: nn.Module) -> bool:
 def cache_kwarg(model: nn.Module) -> str:
     """The name under which ``model.forward`` takes a KV cache (``cache`` in transformers >= 5.2x,
     ``past_key_values`` before; the old name still works there but warns)."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model passes it on
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
 
 
 def output_cache(out):
