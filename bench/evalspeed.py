@@ -183,6 +183,7 @@ def generate_case(model, tok, lm, task, items, threads: int, args) -> dict[str, 
         for name, outs in (("native", native), ("lm_eval", ref))
     }
     same = sum(a == b for a, b in zip(native, ref, strict=True))
+    new_tokens = [len(tok(o, add_special_tokens=False)["input_ids"]) for o in native]
     return {
         "case": f"{task.name} generate ({n_new} new)",
         "threads": threads,
@@ -190,6 +191,7 @@ def generate_case(model, tok, lm, task, items, threads: int, args) -> dict[str, 
         "unit": "items/s",
         **_rates(len(prompts), run["seconds"]),
         "identical_outputs": f"{same}/{len(prompts)}",
+        "new_tokens": _summary(new_tokens),  # per output (text re-encoded; EOS not counted)
         "scores": scores,
         "identical": same == len(prompts),
     }
@@ -206,6 +208,7 @@ def _scores_text(row: dict[str, Any]) -> str:
         parts.append(f"max Δll {row['max_abs_diff']:.1e}")
     else:
         parts.append(f"same text {row['identical_outputs']}")
+        parts.append(f"new tokens {_fmt(row['new_tokens'], '.0f')}")
     return ", ".join(parts)
 
 
@@ -217,15 +220,15 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['case']} | {r['threads']} | {r['n']} | {_fmt(r['native'])} {r['unit']} | "
-            f"{_fmt(r['lm_eval'])} {r['unit']} | {_fmt(r['ratio'], '.2f')} | {_scores_text(r)} |"
+            f"| {r['case']} | {r['threads']} | {r['n']} | {_fmt(r['native'], '.3g')} {r['unit']} | "
+            f"{_fmt(r['lm_eval'], '.3g')} {r['unit']} | {_fmt(r['ratio'], '.2f')} | {_scores_text(r)} |"
         )
     return "\n".join(lines)
 
 
 def _print_row(row: dict[str, Any]) -> None:
     print(
-        f"{row['case']}, {row['threads']} thread(s): native {_fmt(row['native'])} {row['unit']}, "
-        f"lm-eval {_fmt(row['lm_eval'])}, ratio {_fmt(row['ratio'], '.2f')}; {_scores_text(row)}",
+        f"{row['case']}, {row['threads']} thread(s): native {_fmt(row['native'], '.3g')} {row['unit']}, "
+        f"lm-eval {_fmt(row['lm_eval'], '.3g')}, ratio {_fmt(row['ratio'], '.2f')}; {_scores_text(row)}",
         flush=True,
     )

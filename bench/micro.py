@@ -307,16 +307,19 @@ def _label(row: dict) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    """A markdown table; ratios against the frozen timings around each row (``ratio`` key)."""
+    """A markdown table; ratios against the frozen timings around each row (``ratio`` key). On CUDA a
+    ``peak alloc MB`` column (the allocator's peak during the timed steps) replaces peak RSS."""
+    cuda = any(r.get("peak_alloc_mb") is not None for r in rows)
+    peak = "peak alloc MB" if cuda else "peak RSS MB"
     lines = [
-        "| configuration | cpu s | wall s | × frozen | saved MB | state MB | peak RSS MB | trainable | fraction |",
+        f"| configuration | cpu s | wall s | × frozen | saved MB | state MB | {peak} | trainable | fraction |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {_label(r)} | {r['cpu_s']:.3f} | {r['wall_s']:.3f} | {r['ratio']:.3f} | "
-            f"{r['saved_bytes'] / 1e6:,.0f} | {r['state_bytes'] / 1e6:,.2f} | {r['peak_rss_mb']:,.0f} | "
-            f"{r['trainable']:,} | {r['fraction']:.4%} |"
+            f"{r['saved_bytes'] / 1e6:,.0f} | {r['state_bytes'] / 1e6:,.2f} | "
+            f"{r['peak_alloc_mb'] if cuda else r['peak_rss_mb']:,.0f} | {r['trainable']:,} | {r['fraction']:.4%} |"
         )
     return "\n".join(lines)
 

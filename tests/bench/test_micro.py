@@ -77,3 +77,16 @@ def test_cuda_without_a_gpu_is_a_usage_error():
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 2 and "--device cuda" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_table_shows_the_allocator_peak_on_cuda():
+    from bench.micro import format_table
+
+    row = {"config": "neuroada", "k": 1, "cpu_s": 1.0, "wall_s": 2.0, "ratio": 1.02, "saved_bytes": 3e6,
+           "state_bytes": 1e6, "peak_rss_mb": 900.0, "trainable": 5, "fraction": 0.1}  # fmt: skip
+    assert (
+        format_table([row]).splitlines()[2]
+        == "| neuroada k=1 | 1.000 | 2.000 | 1.020 | 3 | 1.00 | 900 | 5 | 10.0000% |"
+    )
+    cuda = format_table([dict(row, peak_alloc_mb=1234.4)]).splitlines()
+    assert "peak alloc MB" in cuda[0] and cuda[2].endswith("| 1,234 | 5 | 10.0000% |")
