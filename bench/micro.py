@@ -376,12 +376,14 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 def format_summary(rows: list[dict]) -> str:
     """Markdown: each configuration's ratio over the rounds (median [min, max])."""
+    cuda = any(r.get("peak_alloc_mb") is not None for r in rows)
     lines = [
-        "| configuration | × frozen median | [min, max] | rounds | cpu s | wall s | peak alloc MB | trainable |",
+        "| configuration | × frozen median | [min, max] | rounds | cpu s | wall s | "
+        f"{'peak alloc MB' if cuda else 'peak RSS MB'} | trainable |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        alloc = "" if r.get("peak_alloc_mb") is None else f"{r['peak_alloc_mb']:,.0f}"
+        alloc = f"{r['peak_alloc_mb'] if cuda else r['peak_rss_mb']:,.0f}"
         lines.append(
             f"| {_label(r)} | {r['ratio']:.3f} | [{r['ratio_min']:.3f}, {r['ratio_max']:.3f}] | {r['rounds']} | "
             f"{r['cpu_s']:.3f} | {r['wall_s']:.3f} | {alloc} | {r['trainable']:,} |"
