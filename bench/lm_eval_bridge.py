@@ -25,11 +25,12 @@ with ``TaskManager(include_path=...)``), then scored by ``lm_eval.evaluator.eval
   go through *our* ``task.extract`` and ``task.score``, so the scoring is identical.
 - ``classify`` / ``regress`` (encoder models): not lm-eval's domain; :class:`UsageError`.
 
-What makes lm-eval and the native evaluator agree (``tests/bench/test_lm_eval.py`` checks it to
-1e-4 per log-likelihood): the same request strings, the same encoding (trailing spaces of the
-context moved to the continuation, whole string encoded once), right padding (lm-eval passes no
-attention mask, which for a causal model changes nothing at real positions), the same greedy
-decoding with left padding. Where they can differ, by design of lm-eval:
+What makes lm-eval and the native evaluator agree (``tests/bench/test_lm_eval_bridge.py`` checks
+it to 1e-4 per log-likelihood, plus a few fp32 ulps of the value): the same request strings, the
+same encoding (trailing spaces of the context moved to the continuation, whole string encoded
+once), padding that real positions never attend to (lm-eval: one right-padded row per request;
+native: each context once, left padded with true position ids, its choices from its KV cache,
+``bench.loglik``), the same greedy decoding (native: ``bench.decode``, which drops finished rows). Where they can differ, by design of lm-eval:
 
 - **Special tokens**: lm-eval encodes with the tokenizer's default ``add_special_tokens`` (a
   LLaMA/Gemma/Mistral tokenizer prepends BOS); ``bench.loglik.encode_pair`` passes
