@@ -155,6 +155,18 @@ class PeftMethodConfig:
         values[knob] = value
         return dataclasses.replace(self, peft=values)
 
+    def size_problem(self, targets: list[tuple[str, nn.Linear]]) -> str | None:
+        """Why the size does not fit these target layers (SHiRA's r (m + n) entries, FourierFT's
+        frequencies must fit in each m x n weight), or None."""
+        knob = self.size_knob
+        if self.peft_type not in ("SHIRA", "FOURIERFT") or knob is None or not targets:
+            return None
+        limit = self.knob_limit(targets)
+        if self.peft[knob] <= limit:
+            return None
+        value = self.peft[knob]
+        return f"{self.name}.{knob}={value} does not fit every target layer; use {self.name}.{knob} <= {limit}"
+
     def knob_limit(self, targets: list[tuple[str, nn.Linear]]) -> int:
         """The largest valid size on these target layers."""
         shapes = [(m.out_features, m.in_features) for _, m in targets]

@@ -142,6 +142,12 @@ def test_method_settings_checked_on_the_model_skeleton(capsys, tmp_path, argv, e
         (None, ["--methods", "neuroada,shria"], ["unknown method 'shria'; did you mean 'shira'?", "peft:PATH"]),
         (None, ["--methods", "ia3", "--set", "ia3.feedforward_module=x"], ["did you mean 'feedforward_modules'"]),
         (
+            # tiny-llama's k/v projections are 64 x 32: r (64 + 32) entries fit for r <= 21
+            None,
+            ["--methods", "shira", "--tasks", "toy_sum", "--set", "shira.r=22"],
+            ["shira.r=22 does not fit every target layer; use shira.r <= 21 in model 'tiny-llama'"],
+        ),
+        (
             None,
             ["--methods", "shira", "--tasks", "toy_sum", "--set", 'shira.target_modules=["qproj"]'],
             ["shira.target_modules on model 'tiny-llama'", "'qproj' matches no module"],
