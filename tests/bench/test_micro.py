@@ -44,6 +44,6 @@ def test_micro_runs_shira_at_neuroadas_budget(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = {(r["config"], r["k"]): r for r in json.loads(out.read_text())}
-    sides = 5 * (32 + 32) + 2 * (32 + 64)  # SHiRA: r (d_in + d_out) per target (down: 64 in, 32 out)
+    sides = 4 * (32 + 32) + 3 * (32 + 64)  # SHiRA: r (d_in + d_out) per target: q, k, v, o; gate, up, down
     for k, r in ((2, 1), (4, 2)):  # r = round(k * 288 / 544)
         assert got[("shira", k)]["trainable"] == r * sides
