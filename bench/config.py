@@ -282,20 +282,35 @@ def _convert(value: str, tp: Any, where: str) -> Any:
     raise UsageError(f"{where} cannot be set from the command line")
 
 
-def build_config(config_cls: type, method: str, overrides: dict[str, str]) -> Any:
-    """Instantiate ``config_cls`` with string overrides converted to the field types."""
+def build_config(config_cls: type, method: str, overrides: dict[str, str], base: dict[str, Any] | None = None) -> Any:
+    """Instantiate ``config_cls`` from ``base`` (a preset's fields) and string overrides converted to
+    the field types. A config with a ``nested`` dict field (a peft config) also takes the keys of
+    that dict as settings; their values are read as JSON (``16``, ``true``, ``["q_proj"]``), else text."""
+    import json
+
     hints = typing.get_type_hints(config_cls)
     known = {f.name for f in fields(config_cls)}
-    kwargs = {}
+    kwargs = dict(base or {})
+    nested_name = getattr(config_cls, "nested", None)
+    nested = dict(kwargs.get(nested_name) or {}) if nested_name else {}
     for name, raw in overrides.items():
-        if name not in known:
-            from bench.registry import did_you_mean
+        if name in known:
+            kwargs[name] = _convert(raw, hints[name], f"{method}.{name}")
+            continue
+        if name in nested:
+            try:
+                nested[name] = json.loads(raw)
+            except ValueError:
+                nested[name] = raw
+            continue
+        from bench.registry import did_you_mean
 
-            raise UsageError(
-                f"{method} has no setting '{name}'{did_you_mean(name, sorted(known))} "
-                f"settings: {', '.join(sorted(known))}"
-            )
-        kwargs[name] = _convert(raw, hints[name], f"{method}.{name}")
+        settable = sorted(known | set(nested))
+        raise UsageError(
+            f"{method} has no setting '{name}'{did_you_mean(name, settable)} settings: {', '.join(settable)}"
+        )
+    if nested_name and nested:
+        kwargs[nested_name] = nested
     try:
         return config_cls(**kwargs)
     except (ValueError, TypeError) as err:

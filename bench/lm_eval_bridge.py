@@ -30,7 +30,8 @@ it to 1e-4 per log-likelihood, plus a few fp32 ulps of the value): the same requ
 same encoding (trailing spaces of the context moved to the continuation, whole string encoded
 once), padding that real positions never attend to (lm-eval: one right-padded row per request;
 native: each context once, left padded with true position ids, its choices from its KV cache,
-``bench.loglik``), the same greedy decoding (native: ``bench.decode``, which drops finished rows). Where they can differ, by design of lm-eval:
+``bench.loglik``), the same greedy decoding (native: ``bench.decode``, which drops finished
+rows). Where they can differ, by design of lm-eval:
 
 - **Special tokens**: lm-eval encodes with the tokenizer's default ``add_special_tokens`` (a
   LLaMA/Gemma/Mistral tokenizer prepends BOS); ``bench.loglik.encode_pair`` passes

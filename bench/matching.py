@@ -1,6 +1,12 @@
 """Matched parameter budgets (``--match-params METHOD``): every other method's size knob (LoRA and
-DoRA ``r``, NeuroAda and masked sparse ``k``) is set so that its trainable count is the closest
-to the reference method's on the same model.
+DoRA ``r``, NeuroAda and masked sparse ``k``; a peft preset's own, such as SHiRA's ``r``) is set so
+that its trainable count is the closest to the reference method's on the same model.
+
+A config may name its knob itself (``size_knob``, ``resized(knob, value)``, ``knob_limit(targets)``:
+the peft presets, whose knob sits inside the peft config). SHiRA trains ``r * (d_in + d_out)``
+entries per layer, NeuroAda ``k * d_out``: the two counts are equal when ``k * sum(d_out)`` is a
+multiple of ``sum(d_in + d_out)`` (on BERT-like encoders, where the two sums of d_in and d_out are
+equal, NeuroAda k=2 is SHiRA r=1); otherwise the closest count is taken and the note says so.
 
 Counts are the methods' own (``methods._base.trainable_count``), taken on a randomly initialised
 copy of the model (:func:`bench.skeleton.model_skeleton` on the CPU: selection reads weight
@@ -42,12 +48,22 @@ class Match:
 
 
 def knob_of(cfg: Any) -> str | None:
+    if hasattr(cfg, "resized"):
+        return cfg.size_knob
     return next((k for k in KNOBS if isinstance(getattr(cfg, k, None), int)), None)
+
+
+def knob_value(cfg: Any, knob: str | None) -> int | None:
+    if knob is None:
+        return None
+    return cfg.peft[knob] if hasattr(cfg, "resized") else getattr(cfg, knob)
 
 
 def with_knob(cfg: Any, knob: str, value: int) -> Any:
     """``cfg`` with ``knob=value``; LoRA's ``alpha`` scales with ``r`` so that the update's scale
     ``alpha / r`` stays the method's default."""
+    if hasattr(cfg, "resized"):
+        return cfg.resized(knob, value)
     changes: dict[str, Any] = {knob: value}
     if knob == "r" and isinstance(getattr(cfg, "alpha", None), (int, float)):
         changes["alpha"] = cfg.alpha * value / cfg.r
@@ -55,11 +71,12 @@ def with_knob(cfg: Any, knob: str, value: int) -> Any:
 
 
 def count(method: str, cfg: Any, build) -> int:
-    """Trainable entries of ``method`` with ``cfg`` on a fresh skeleton from ``build()``, head excluded."""
+    """Trainable entries of ``method`` (the name in --methods) with ``cfg`` on a fresh skeleton from
+    ``build()``, head excluded; the method that runs it is the one that takes ``cfg``."""
     import methods as registry
     from methods._base import trainable_count
 
-    m = registry.get(method)
+    m = registry.owner(cfg)
     model = m.apply(build(), cfg)
     heads = [p for n, p in model.named_parameters() if p.requires_grad and _is_head(n)]
     return trainable_count(m, model) - sum(p.numel() for p in heads)
@@ -99,6 +116,8 @@ def _knob_limit(method: str, cfg: Any, knob: str, build) -> int:
     targets = find_targets(build(), getattr(cfg, "target_modules", None))
     if not targets:
         raise UsageError(f"--match-params: {method} finds no target layer on this model")
+    if hasattr(cfg, "knob_limit"):
+        return cfg.knob_limit(targets)
     smallest_in = min(layer.in_features for _, layer in targets)
     smallest_out = min(layer.out_features for _, layer in targets)
     return smallest_in - 1 if knob == "k" else min(smallest_in, smallest_out)
@@ -113,9 +132,7 @@ def match_all(configs: dict[str, Any], reference: str, build) -> tuple[dict[str,
     for name, cfg in configs.items():
         if name == reference:
             knob = knob_of(cfg)
-            matches[name] = Match(
-                name, reference, target, knob, getattr(cfg, knob) if knob else None, target, "reference"
-            )
+            matches[name] = Match(name, reference, target, knob, knob_value(cfg, knob), target, "reference")
             continue
         out[name], matches[name] = match(name, cfg, reference, target, build)
     return out, matches

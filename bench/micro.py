@@ -51,8 +51,8 @@ from torch import nn
 
 from bench.args import add_progress
 
-CONFIGS = ("frozen", "lora", "dora", "full_ft", "masked_sparse", "official", "neuroada")
-K_CONFIGS = ("masked_sparse", "official", "neuroada")  # run once per --k
+CONFIGS = ("frozen", "lora", "dora", "full_ft", "masked_sparse", "official", "shira", "neuroada")
+K_CONFIGS = ("masked_sparse", "official", "shira", "neuroada")  # run once per --k
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _RESULT = "MICRO_RESULT "
 _ROOT = Path(__file__).resolve().parent.parent
@@ -175,9 +175,10 @@ class _SavedBytes:
         self.storages: dict[int, int] = {}
 
     def pack(self, t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in self.exclude:
-            self.storages[storage.data_ptr()] = storage.nbytes()
+        for part in (t._indices(), t._values()) if t.is_sparse else (t,):  # SHiRA saves a sparse COO delta
+            storage = part.untyped_storage()
+            if storage.data_ptr() not in self.exclude:
+                self.storages[storage.data_ptr()] = storage.nbytes()
         return t
 
     def total(self) -> int:
@@ -197,7 +198,7 @@ def run_one(spec: dict) -> dict:
     """Build, apply, warm up, time; the measured row as a dict."""
     import methods
     from bench.measure import peak_rss_mb
-    from methods._base import count_parameters, freeze, trainable_count
+    from methods._base import count_parameters, find_targets, freeze, trainable_count
 
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec.get("device", "cpu"))
@@ -210,6 +211,13 @@ def run_one(spec: dict) -> dict:
         model.enable_input_require_grads()  # backward through every layer, no weight gradients
     elif name == "official":
         opt = torch.optim.AdamW(apply_dense_scatter(model, k), lr=8e-3, weight_decay=0.0)
+    elif name == "shira":  # peft's SHiRA preset at NeuroAda k's budget: r (d_in + d_out) ~ k d_out, r >= 1
+        method = methods.get("peft_config")
+        shapes = [(m.in_features, m.out_features) for _, m in find_targets(model, LLAMA_TARGETS)]
+        r = max(1, round(k * sum(o for _, o in shapes) / sum(i + o for i, o in shapes)))
+        cfg = method.config_cls(**methods.choose("shira")[0].config).resized("r", r)
+        model = method.apply(model, cfg)
+        opt = method.optimizer(model, cfg, 0.0)
     else:
         method = methods.get(name)
         cfg = _method_config(method, k)
@@ -408,7 +416,7 @@ def main(args: argparse.Namespace) -> int:
     spec_base = {key: getattr(args, key) for key in keys} | {"device": args.device, "dtype": dtype}
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
-    missing = sorted({n for n, _ in plan if n not in ("frozen", "official") and n not in methods.names()})
+    missing = sorted({n for n, _ in plan if n not in ("frozen", "official", "shira") and n not in methods.names()})
     for name in missing:
         print(f"note: skipping {name}: not registered (methods: {', '.join(methods.names())})")
     rounds = [plan if r % 2 == 0 else plan[::-1] for r in range(args.repeat)]

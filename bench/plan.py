@@ -27,7 +27,7 @@ class RunRequest:
     """What a user asked for: methods x tasks x seeds, under one budget, written to one folder."""
 
     methods: str
-    """``--methods``: a comma list of method names, or ``all``."""
+    """``--methods``: a comma list of built-in or preset names, ``peft:PATH``, ``all`` or ``peft``."""
     tasks: str
     """``--tasks``: a comma list of task or suite names, or ``all``."""
     output_dir: str
@@ -64,7 +64,8 @@ def plan(request: RunRequest) -> list[JobSpec]:
     import methods as method_registry
     import tasks as task_registry
 
-    method_names = select_methods(request.methods)
+    choices = {c.name: c for c in select_methods(request.methods)}
+    method_names = list(choices)
     selected = task_registry.select(request.tasks)
     problems: list[str] = []
     if request.train_per_task:
@@ -82,11 +83,15 @@ def plan(request: RunRequest) -> list[JobSpec]:
         problems.append(f"--set names method(s) not in --methods: {', '.join(unknown)}; add them to --methods")
     configs: dict[str, Any] = {}
     for name in method_names:
+        choice = choices[name]
         try:
-            configs[name] = build_config(method_registry.get(name).config_cls, name, request.overrides.get(name, {}))
+            configs[name] = build_config(
+                method_registry.get(choice.method).config_cls, name, request.overrides.get(name, {}), choice.config
+            )
         except UsageError as err:
             problems.append(str(err))
     problems += check_tasks(request, selected)
+    problems += head_problems(configs, selected)
     if problems:
         raise UsageError("; ".join(dict.fromkeys(problems)))
     problems = validate_on_skeletons(selected, request.model, configs, request.trust_remote_code)
@@ -99,8 +104,8 @@ def plan(request: RunRequest) -> list[JobSpec]:
             sized, matches = matched_configs(request, group[0], configs)
         for name in method_names:
             match = matches[name].as_record() if name in matches else None
-            config, recipe = with_recipe(request, group[0], name, sized[name], match)
-            jobs += [job_spec(request, group, name, config, seed, match, recipe) for seed in request.seeds]
+            config, recipe = with_recipe(request, group[0], choices[name], sized[name], match)
+            jobs += [job_spec(request, group, choices[name], config, seed, match, recipe) for seed in request.seeds]
     newer = [msg for job in jobs for path in job.record_paths if (msg := newer_record(path))]
     if newer:
         raise UsageError("; ".join(newer))
@@ -124,38 +129,50 @@ def matched_configs(request: RunRequest, task, configs: dict[str, Any]) -> tuple
     return matching.match_all(configs, request.match_params, lambda: copy.deepcopy(weights))
 
 
-def with_recipe(request: RunRequest, task, method: str, config: Any, match: dict | None = None):
+def with_recipe(request: RunRequest, task, choice: Any, config: Any, match: dict | None = None):
     """``(config, recipe)``: the method's config with the settings of its recipe under the preset
     on ``task``'s suite (bench.recipes), except the fields the user set with ``--set`` and the knob
-    ``--match-params`` sized; ``recipe`` is None where the preset has none."""
+    ``--match-params`` sized; ``recipe`` is None where the preset has none (peft presets have none)."""
     import methods as method_registry
 
-    recipe = recipes.recipe_for(request.preset, task.suite, method, config_to_dict(config))
+    recipe = recipes.recipe_for(request.preset, task.suite, choice.method, config_to_dict(config))
     if recipe is None:
         return config, None
-    keep = set(request.overrides.get(method, {}))
+    keep = set(request.overrides.get(choice.name, {}))
     if match and match.get("knob"):
         keep |= {match["knob"], "alpha"}  # alpha follows r when matching sizes LoRA
     wanted = {k: v for k, v in recipe.settings.items() if k not in keep}
-    typed = build_config(method_registry.get(method).config_cls, method, wanted)
+    typed = build_config(method_registry.get(choice.method).config_cls, choice.name, wanted)
     return replace(config, **{k: getattr(typed, k) for k in wanted}), recipe
+
+
+def head_problems(configs: dict[str, Any], selected: list) -> list[str]:
+    """Configs made for another kind of model than a task's (a peft config's ``task_type``)."""
+    return [
+        problem
+        for cfg in configs.values()
+        if hasattr(cfg, "head_problem")
+        for task in selected
+        if (problem := cfg.head_problem(task.head))
+    ]
 
 
 def job_spec(
     request: RunRequest,
     group: list,
-    method: str,
+    choice: Any,
     config: Any,
     seed: int,
     match: dict | None = None,
     recipe: recipes.Recipe | None = None,
 ) -> JobSpec:
+    """The job of ``choice`` (a :class:`methods.Choice`) on a task group and seed."""
     task = group[0]
-    overrides = request.overrides.get(method, {})
+    overrides = request.overrides.get(choice.name, {})
     budget = recipes.apply_budget(recipe, request.budget_of(task), request.budget_overrides)
     return JobSpec(
-        method=method,
-        label=method_label(method, overrides),
+        method=choice.method,
+        label=method_label(choice.name, overrides),
         method_config=config_to_dict(config),
         task=task.name,
         seed=seed,
@@ -265,26 +282,24 @@ def group_by_training(selected: list, model: str | None) -> list[list]:
     return [members for _, members in groups]
 
 
-def select_methods(spec: str) -> list[str]:
-    """``--methods``: a comma list of method names, or ``all``."""
+def select_methods(spec: str) -> list:
+    """``--methods``: a comma list of built-in or preset names, ``peft:PATH``, ``all`` (the built-ins)
+    or ``peft`` (every preset), as :class:`methods.Choice` s in order, each name once."""
     import methods as method_registry
-    from bench.registry import did_you_mean
 
     parts = [p.strip() for p in spec.split(",")]
     if not spec.strip() or any(not p for p in parts):
         raise UsageError(f"--methods '{spec}' is not a comma list of names; e.g. --methods neuroada,lora")
-    out: list[str] = []
+    out: dict[str, Any] = {}
     for part in parts:
-        names = method_registry.names() if part == "all" else [part]
-        for name in names:
-            if name not in method_registry.names():
-                choices = [*method_registry.names(), "all"]
+        for choice in method_registry.choose(part):
+            if choice.name in out and out[choice.name] != choice:
                 raise UsageError(
-                    f"unknown method '{name}'{did_you_mean(name, choices)} available: {', '.join(choices)}"
+                    f"--methods: two methods are named '{choice.name}'; give one peft config another name "
+                    '(its file name, or "peft_bench": {"name": ...})'
                 )
-            if name not in out:
-                out.append(name)
-    return out
+            out[choice.name] = choice
+    return list(out.values())
 
 
 def device_name_ok(name: str) -> bool:

@@ -90,7 +90,8 @@ class ResultSection(TypedDict, total=False):
     items: dict[str, list[Any]]  # per eval item, in order: id, prediction, reference, correct (not for
     # regression), correct_norm (log-likelihood tasks): what paired tests and intervals use
     items_hash: str  # sha256 of the evaluated rows: runs are paired only when it is equal
-    evaluated: str  # merged: the method was merged into the weights before evaluation
+    evaluated: str  # merged: the method was folded into the weights before evaluation;
+    # unmerged: the method has no merge (some peft methods; tables add "(unmerged)" to its label)
     evaluator: str  # native | lm-eval
     training: str  # zero-shot (nothing trained) | linear-probe (the head alone) | fine-tuned
     n_train_examples: int  # encoded training examples

@@ -232,7 +232,7 @@ def train_phase(job: Job) -> None:
     job.optimizer = None
 
 
-# -- evaluate: the merged model (what a user deploys), task by task ---------------------------
+# -- evaluate: the merged model (what a user deploys; unmerged where the method has no merge) --
 def evaluate_phase(job: Job) -> None:
     from bench import measure
 
@@ -241,6 +241,8 @@ def evaluate_phase(job: Job) -> None:
     else:
         from bench.evaluate import evaluate
     job.model = job.method.merge(job.model)
+    as_evaluated = getattr(job.method, "evaluated_as", None)
+    evaluated = as_evaluated(job.model) if as_evaluated is not None else "merged"
     if job.run.get("validation", {}).get("criterion") == "loss":
         job.evaluations[job.train_task.name] = validation.validation_loss(
             job.train_task, job.model, job.tokenizer, job.val_rows, job.budget, job.device
@@ -260,7 +262,7 @@ def evaluate_phase(job: Job) -> None:
                 )
             result = {"metrics": ev.metrics, "n_eval": ev.n_items, "samples": ev.samples}
             result.update(item_results(task, ev, job.eval_rows[task.name]))
-            result.update(evaluated="merged", evaluator=job.spec.evaluator)
+            result.update(evaluated=evaluated, evaluator=job.spec.evaluator)
             speed = ev.n_items / timer.seconds if timer.seconds else None
             job.evaluations[task.name] = {
                 "status": "ok",

@@ -60,7 +60,8 @@ def validate_on_skeleton(skeleton, cfg: Any, *, method: str, model: str) -> list
 
     Generic over config fields, not method names: ``target_modules`` is resolved exactly as
     ``apply`` does (``methods._base.find_targets``), and a ``k`` (connections per output row)
-    must be smaller than the input size of every target layer, as selection requires.
+    must be smaller than the input size of every target layer, as selection requires; a config
+    with ``size_problem(targets)`` (a peft preset such as SHiRA) checks its own size.
     """
     from methods._base import find_targets
 
@@ -70,6 +71,9 @@ def validate_on_skeleton(skeleton, cfg: Any, *, method: str, model: str) -> list
         targets = find_targets(skeleton, getattr(cfg, "target_modules", None))
     except UsageError as err:
         return [f"{method}.target_modules on model '{model}': {err}"]
+    size_problem = getattr(cfg, "size_problem", None)
+    if size_problem is not None and (problem := size_problem(targets)):
+        return [f"{problem} in model '{model}'"]
     k = getattr(cfg, "k", None)
     if isinstance(k, int) and targets:
         name, layer = min(targets, key=lambda nm: nm[1].in_features)

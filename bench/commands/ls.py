@@ -26,11 +26,12 @@ def main(args: argparse.Namespace) -> int:
     for section in SECTIONS if args.what == "all" else [args.what]:
         print(f"{section}:")
         if section == "methods":
-            for name in methods.names():
+            for name in methods.builtins():
                 m = methods.get(name)
                 doc = " ".join((sys.modules[type(m).__module__].__doc__ or "").split("\n\n")[0].split())
                 doc = doc.split(". ")[0].rstrip(".") + "."
                 print(f"  {name:<14} lr={m.config_cls().lr:<8g} {doc}")
+            print(preset_lines())
         elif section == "tasks":
             print(columns(task_rows(args.data_dir), indent="  "))
         elif section == "suites":
@@ -44,6 +45,19 @@ def main(args: argparse.Namespace) -> int:
                 print(f"  {a.name:<14} {a.description}" + (f" [hub: {a.hub_name}]" if a.hub_name else ""))
         print()
     return 0
+
+
+def preset_lines() -> str:
+    """The peft presets: name, default rate, description and parameter formula."""
+    import methods
+    from methods.peft_config import preset_info
+
+    lines = ["  peft presets (--methods NAME, all of them: --methods peft; any peft config: --methods peft:PATH):"]
+    for name in methods.presets():
+        info = preset_info(name)
+        lines.append(f"  {name:<14} lr={info['lr']:<8g} {info['description']}")
+        lines.append(f"  {'':<14} {'':<11} trainable: {info['formula']}")
+    return "\n".join(lines)
 
 
 def task_rows(data_dir: str | None) -> list[list[str]]:

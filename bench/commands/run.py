@@ -18,6 +18,7 @@ EPILOG = """examples:
   python -m bench run --methods neuroada,lora --tasks glue_sst2,arc_easy_mc --preset demo --data-dir ../shared/data
   python -m bench run --methods all --tasks toy --preset smoke --output-dir /tmp/runs
   python -m bench run --methods neuroada --set neuroada.k=16 --tasks commonsense --seeds 0,1,2
+  python -m bench run --methods neuroada,shira,ia3,vera,peft:my_adapter/ --tasks glue_sst2
 """
 
 
@@ -28,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument(
         "--methods",
         default="base,neuroada,lora",
-        help="comma list of methods, or 'all' (default: base,neuroada,lora)",
+        help="comma list of methods and peft presets (bench ls methods), peft:PATH (a peft adapter_config.json), "
+        "'all' (the built-in methods) or 'peft' (every preset) (default: base,neuroada,lora)",
     )
     what.add_argument(
         "--tasks",
@@ -56,8 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--match-params",
         default=None,
         metavar="METHOD",
-        help="size every other method (LoRA/DoRA r, NeuroAda/masked sparse k) to METHOD's trainable count "
-        "on each model; methods without a size knob run unmatched",
+        help="size every other method (LoRA/DoRA r, NeuroAda/masked sparse k, a peft preset's r) to METHOD's "
+        "trainable count on each model; methods without a size knob run unmatched",
     )
     what.add_argument(
         "--evaluator",

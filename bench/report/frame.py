@@ -111,6 +111,12 @@ def _item_refs(path: Path, rec: RunRecord, row: dict[str, Any]) -> list | None:
     return refs
 
 
+def _method(path: Path, rec: RunRecord, row: dict[str, Any]) -> str | None:
+    """The method's label; ``(unmerged)`` added when it was evaluated unmerged (a peft method without a merge)."""
+    label = rec.run.get("method_label") or rec.run.get("method")
+    return f"{label} (unmerged)" if label and rec.result.get("evaluated") == "unmerged" else label
+
+
 def _trainable_pct(path: Path, rec: RunRecord, row: dict[str, Any]) -> float | None:
     fraction = rec.cost.get("trainable_fraction")
     return 100 * fraction if isinstance(fraction, (int, float)) else None
@@ -123,7 +129,7 @@ def _budget(path: Path, rec: RunRecord, row: dict[str, Any]) -> str | None:
 
 FIELDS: tuple[Field, ...] = (
     Field("file", lambda path, rec, row: Path(path).name),
-    Field("method", at("run.method_label", "run.method"), show={"summary": "text"}),
+    Field("method", _method, show={"summary": "text"}),
     Field("method_name", at("run.method")),
     Field("k", at("run.method_config.k")),
     Field("r", at("run.method_config.r"), in_csv=False),  # LoRA/DoRA rank: matches reference tables

@@ -117,6 +117,54 @@ def test_method_settings_checked_on_the_model_skeleton(capsys, tmp_path, argv, e
     assert not list((tmp_path / "runs").glob("*.json"))
 
 
+# ---------------------------------------------------------------------------------------------
+# peft configs as methods: --methods NAME (a preset) and --methods peft:PATH
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("peft_json", "argv", "expected"),
+    [
+        (None, ["--methods", "peft:{dir}/missing.json"], ["missing.json: no such file", "adapter_config.json"]),
+        (
+            {"peft_type": "SHIRA", "task_type": "SEQ_CLS"},
+            ["--methods", "peft:{dir}/mine.json", "--tasks", "toy_sum"],
+            ["mine: the peft config's task_type is SEQ_CLS", "set task_type to CAUSAL_LM or null"],
+        ),
+        (
+            {"peft_type": "ADALORA", "total_step": 10},
+            ["--methods", "peft:{dir}/mine.json"],
+            ["mine: peft method ADALORA is not supported", "update_and_allocate(step)", "does not call"],
+        ),
+        (
+            {"peft_type": "PREFIX_TUNING", "num_virtual_tokens": 4},
+            ["--methods", "peft:{dir}/mine.json"],
+            ["PREFIX_TUNING is not supported: prompt learning"],
+        ),
+        (None, ["--methods", "neuroada,shria"], ["unknown method 'shria'; did you mean 'shira'?", "peft:PATH"]),
+        (None, ["--methods", "ia3", "--set", "ia3.feedforward_module=x"], ["did you mean 'feedforward_modules'"]),
+        (
+            # tiny-llama's k/v projections are 64 x 32: r (64 + 32) entries fit for r <= 21
+            None,
+            ["--methods", "shira", "--tasks", "toy_sum", "--set", "shira.r=22"],
+            ["shira.r=22 does not fit every target layer; use shira.r <= 21 in model 'tiny-llama'"],
+        ),
+        (
+            None,
+            ["--methods", "shira", "--tasks", "toy_sum", "--set", 'shira.target_modules=["qproj"]'],
+            ["shira.target_modules on model 'tiny-llama'", "'qproj' matches no module"],
+        ),
+    ],
+)
+def test_peft_configs_are_checked_before_anything_runs(capsys, tmp_path, peft_json, argv, expected):
+    if peft_json is not None:
+        (tmp_path / "mine.json").write_text(json.dumps(peft_json))
+    argv = [a.replace("{dir}", str(tmp_path)) for a in argv]
+    if "--tasks" not in argv:
+        argv = [*argv, "--tasks", "toy"]
+    code, err = bench_run(capsys, tmp_path / "runs", *argv)
+    assert_one_line_error(code, err, *expected)
+    assert not list((tmp_path / "runs").glob("*.json"))
+
+
 def test_skeleton_has_no_weights_and_valid_settings_pass():
     import methods
 

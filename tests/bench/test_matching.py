@@ -95,3 +95,48 @@ def test_the_reference_must_be_one_of_the_methods(tmp_path):
     )
     with pytest.raises(UsageError, match="--match-params lora is not in --methods"):
         plan(request)
+
+
+# ---------------------------------------------------------------------------------------------
+# SHiRA with NeuroAda's budget: r (d_in + d_out) entries per layer against k d_out
+# ---------------------------------------------------------------------------------------------
+def shira_and_neuroada(k: int) -> dict:
+    (shira,) = methods.choose("shira")
+    return {
+        "neuroada": build_config(methods.get("neuroada").config_cls, "neuroada", {"k": str(k)}),
+        "shira": build_config(methods.get("peft_config").config_cls, "shira", {}, shira.config),
+    }
+
+
+@pytest.mark.parametrize(("k", "r"), [(2, 1), (16, 8)])
+def test_shira_gets_exactly_neuroadas_entries_where_its_size_allows(k, r):
+    assert SIDES == 2 * ROWS  # the tiny LLaMA's targets: sum(d_in) == sum(d_out)
+    out, matches = matching.match_all(shira_and_neuroada(k), "neuroada", build)
+    assert (matches["shira"].knob, matches["shira"].value) == ("r", r)
+    assert matches["shira"].achieved == matches["shira"].target == k * ROWS
+    assert out["shira"].peft["r"] == r and matches["shira"].note == ""
+    assert matching.count("shira", out["shira"], build) == k * ROWS
+
+
+def test_shira_below_neuroada_k1_is_reported():
+    _, matches = matching.match_all(shira_and_neuroada(1), "neuroada", build)
+    assert matches["shira"].value == 1 and matches["shira"].achieved == SIDES == 2 * ROWS
+    assert "below shira's smallest size (r=1: 2,048)" in matches["shira"].note
+
+
+def test_a_preset_is_matched_through_the_plan(tmp_path):
+    request = RunRequest(
+        methods="neuroada,shira,ia3",
+        tasks="toy_sum",
+        budget=budget_for("smoke"),
+        smoke=True,
+        output_dir=str(tmp_path),
+        device="cpu",
+        match_params="neuroada",
+        overrides={"neuroada": {"k": "2"}},
+    )
+    jobs = {j.label.split("@")[0]: j for j in plan(request)}
+    assert jobs["shira"].method == "peft_config"
+    assert jobs["shira"].method_config["peft"]["r"] == jobs["shira"].match_params["value"] == 1
+    assert jobs["shira"].match_params["achieved"] == 2 * ROWS
+    assert jobs["ia3"].match_params["knob"] is None  # IA³ has no size: unmatched

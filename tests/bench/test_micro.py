@@ -90,3 +90,18 @@ def test_the_table_shows_the_allocator_peak_on_cuda():
     )
     cuda = format_table([dict(row, peak_alloc_mb=1234.4)]).splitlines()
     assert "peak alloc MB" in cuda[0] and cuda[2].endswith("| 1,234 | 5 | 10.0000% |")
+
+
+def test_micro_runs_shira_at_neuroadas_budget(tmp_path):
+    out = tmp_path / "micro.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "micro", "--hidden", "32", "--layers", "1", "--heads", "2",
+         "--intermediate", "64", "--vocab", "128", "--batch", "2", "--seq", "8", "--steps", "1",
+         "--warmup", "1", "--k", "2,4", "--configs", "shira", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = {(r["config"], r["k"]): r for r in json.loads(out.read_text())}
+    sides = 4 * (32 + 32) + 3 * (32 + 64)  # SHiRA: r (d_in + d_out) per target: q, k, v, o; gate, up, down
+    for k, r in ((2, 1), (4, 2)):  # r = round(k * 288 / 544)
+        assert got[("shira", k)]["trainable"] == r * sides

@@ -96,3 +96,29 @@ def test_offline_without_data_stops_before_any_job(monkeypatch, tmp_path):
         "folder laid out like shared/data (or set BENCH_DATA_DIR)"
     )
     assert plan("toy_sum")  # in-code data needs no hub
+
+
+def test_presets_and_peft_paths_plan_as_peft_config_jobs_labelled_by_name(tmp_path):
+    import json
+
+    import methods
+
+    path = tmp_path / "my_vera.json"
+    path.write_text(json.dumps({"peft_type": "VERA", "r": 16, "peft_bench": {"lr": 0.01}}))
+    jobs = plan("toy_sum", methods=f"neuroada,ia3,peft:{path}", seeds=(0,), overrides={"ia3": {"lr": "1e-3"}})
+    by_label = {j.label: j for j in jobs}
+    assert list(by_label) == ["neuroada", "ia3@lr=1e-3", "my_vera"]
+    ia3, vera = by_label["ia3@lr=1e-3"], by_label["my_vera"]
+    assert (ia3.method, ia3.method_config["lr"]) == ("peft_config", 1e-3)
+    assert ia3.method_config["peft"]["peft_type"] == "IA3"
+    assert (vera.method, vera.method_config["lr"], vera.method_config["peft"]["r"]) == ("peft_config", 0.01, 16)
+    assert vera.method_config["source"] == str(path.resolve())
+    assert [p.name for p in vera.record_paths] == ["my_vera--toy_sum--seed0.json"]
+    assert {j.label for j in plan("toy_sum", methods="all", seeds=(0,))} == set(methods.builtins())
+    assert [j.label for j in plan("toy_sum", methods="peft", seeds=(0,))] == methods.presets()
+
+
+def test_two_methods_of_one_name_are_an_error(tmp_path):
+    (tmp_path / "shira.json").write_text('{"peft_type": "SHIRA", "r": 2}')
+    with pytest.raises(UsageError, match="two methods are named 'shira'"):
+        plan("toy_sum", methods=f"shira,peft:{tmp_path / 'shira.json'}")

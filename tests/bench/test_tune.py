@@ -85,3 +85,14 @@ def test_an_empty_grid_is_refused(n):
 
     with pytest.raises(UsageError, match="--lr-grid"):
         tune.grid(1e-3, n)
+
+
+def test_a_peft_preset_is_searched_around_its_own_rate(tmp_path):
+    request = RunRequest(
+        methods="shira", tasks="toy_sum", budget=budget_for("smoke"), output_dir=str(tmp_path), device="cpu"
+    )
+    trials = tune.trial_jobs(plan(request), 3, holdout=4)
+    (jobs,) = trials.values()
+    assert [j.method_config["lr"] for j in jobs] == tune.grid(3e-4, 3)  # the preset's rate, from its file
+    assert {j.method for j in jobs} == {"peft_config"} and jobs[0].label.startswith("shira@lr=")
+    assert {j.method_config["peft"]["peft_type"] for j in jobs} == {"SHIRA"}

@@ -32,12 +32,35 @@ def body(out: str) -> list[str]:
     return [line for line in out.splitlines()[1:] if line.strip()]
 
 
+def method_sections(out: str) -> tuple[list[str], list[str]]:
+    """The built-in methods' lines, and the peft presets' lines after their heading."""
+    lines = body(out)
+    heading = next(i for i, line in enumerate(lines) if line.strip().startswith("peft presets"))
+    return lines[:heading], lines[heading + 1 :]
+
+
 def test_ls_lists_the_five_methods(capsys):
     code, out, _ = run_cli(capsys, "ls", "methods")
     assert code == 0
-    listed = {line.split()[0] for line in out.splitlines()[1:] if line.strip()}
+    builtins, _ = method_sections(out)
+    listed = {line.split()[0] for line in builtins}
     assert FIVE_METHODS <= listed
-    assert set(methods.names()) == listed
+    assert set(methods.builtins()) == listed  # peft_config comes through its presets
+
+
+def test_ls_lists_the_peft_presets_with_rate_description_and_formula(capsys):
+    from methods.peft_config import preset_info
+
+    _, out, _ = run_cli(capsys, "ls", "methods")
+    _, presets = method_sections(out)
+    assert "--methods peft:PATH" in body(out)[len(methods.builtins())]
+    assert [line.split()[0] for line in presets[::2]] == methods.presets()
+    for name, line, formula in zip(methods.presets(), presets[::2], presets[1::2], strict=True):
+        info = preset_info(name)
+        assert f"lr={info['lr']:g}" in line and line.rstrip().endswith(info["description"])
+        assert formula.split() == ["trainable:", *info["formula"].split()]
+    shira = presets[2 * methods.presets().index("shira") + 1]
+    assert "r * sum(d_in + d_out)" in shira
 
 
 def test_ls_all_sections(capsys):
@@ -57,8 +80,8 @@ def test_ls_all_prints_the_sections_in_order(capsys):
 
 def test_ls_methods_shows_each_default_learning_rate_and_first_sentence(capsys):
     _, out, _ = run_cli(capsys, "ls", "methods")
-    lines = body(out)
-    assert [line.split()[0] for line in lines] == methods.names()  # registration order
+    lines, _ = method_sections(out)
+    assert [line.split()[0] for line in lines] == methods.builtins()  # registration order
     lora = next(line for line in lines if line.split()[0] == "lora")
     assert f"lr={methods.get('lora').config_cls().lr:g}" in lora
     assert lora.rstrip().endswith(".") and "\n" not in lora

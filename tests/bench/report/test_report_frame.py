@@ -50,6 +50,18 @@ def test_values_come_from_their_place_in_the_record(rec):
     assert row["score"] == 61.5 and row["status"] == "ok" and not row["smoke"]
 
 
+def test_a_method_evaluated_unmerged_says_so_in_its_label(rec):
+    rows = []
+    for label, evaluated in (("lily", "unmerged"), ("shira", "merged"), ("lora", None)):
+        path, record = rec(label, "t", 0, 50.0)
+        if evaluated:
+            record.result["evaluated"] = evaluated
+        rows.append((path, record))
+    frame = frame_of(rows)
+    assert list(frame["method"]) == ["lily (unmerged)", "shira", "lora"]
+    assert list(frame["method_name"]) == ["lily", "shira", "lora"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Metric directions: result.higher_is_better, else the task registry, else unknown
 # ---------------------------------------------------------------------------------------------
