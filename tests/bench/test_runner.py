@@ -111,7 +111,8 @@ def test_steps_from_epochs_are_recorded_with_the_budget():
     }
 
 
-def test_job_tasks_take_the_budgets_protocol():
+def test_job_tasks_take_the_budgets_protocol(monkeypatch):
+    monkeypatch.setattr("bench.hub.missing_data", lambda selected: None)  # planned only, never loaded
     spec = replace(
         plan(
             RunRequest(
