@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bench import distributed
-from bench.loglik import by_length, cache_kwarg, output_cache
+from bench.loglik import by_length, cache_kwarg, left_pad, output_cache, pad_id
 
 
 @torch.inference_mode()
@@ -51,16 +51,10 @@ def greedy(
 
 def _greedy_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, device) -> list[list[int]]:
     """New token ids for each prompt of one batch (the EOS token included when reached)."""
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = pad_id(tokenizer)
     eos = tokenizer.eos_token_id
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, p in enumerate(prompts):  # left padding: the last column is every prompt's end
-        ids[row, width - len(p) :] = torch.tensor(p)
-        mask[row, width - len(p) :] = 1
-    ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(1) - 1).clamp(min=0)  # true positions, as without padding
+    ids, mask, positions = left_pad(prompts, pad)  # the last column is every prompt's end
+    ids, mask, positions = ids.to(device), mask.to(device), positions.to(device)
     new: list[list[int]] = [[] for _ in prompts]
     running = torch.arange(len(prompts), device=device)  # batch row -> prompt index
     cache_name = cache_kwarg(model)

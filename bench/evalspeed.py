@@ -29,6 +29,7 @@ import torch
 
 from bench import decode, lm_eval_bridge, loglik
 from bench.args import add_progress, int_list, positive_int
+from bench.evaluate import mc_choices, mc_requests
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,15 +122,7 @@ def _summary(values: Sequence[float]) -> dict[str, float]:
 
 
 def loglik_case(model, tok, lm, task, items, threads: int, args) -> dict[str, Any]:
-    requests, spans = [], []
-    for it in items:
-        pairs = (
-            [(c, it["continuation"]) for c in it["contexts"]]
-            if "contexts" in it
-            else [(it["context"], ch) for ch in it["choices"]]
-        )
-        spans.append((len(requests), len(pairs)))
-        requests.extend(pairs)
+    requests, spans = mc_requests(items)
     device = next(model.parameters()).device
     run = alternate(
         lambda: loglik.shared(model, tok, requests, batch_size=args.batch_size, device=device, progress=False),
@@ -137,7 +130,7 @@ def loglik_case(model, tok, lm, task, items, threads: int, args) -> dict[str, An
         args.repeats,
     )
     native, ref = run["outputs"]["native"], run["outputs"]["lm_eval"]
-    scores = {name: _mc_scores(items, spans, lls) for name, lls in (("native", native), ("lm_eval", ref))}
+    scores = {name: _mc_scores(task, items, spans, lls) for name, lls in (("native", native), ("lm_eval", ref))}
     return {
         "case": f"{task.name} loglik",
         "threads": threads,
@@ -150,18 +143,13 @@ def loglik_case(model, tok, lm, task, items, threads: int, args) -> dict[str, An
     }
 
 
-def _mc_scores(items, spans, lls) -> dict[str, float]:
-    """Accuracy and acc_norm (lm-eval's: by the choice's characters, delimiter excluded), in percent."""
-    acc = norm = 0
-    for it, (start, n) in zip(items, spans, strict=True):
-        ll = lls[start : start + n]
-        acc += max(range(n), key=lambda j: ll[j]) == it["gold"]
-        if "choices" in it:
-            lengths = [max(len(c.removeprefix(" ")), 1) for c in it["choices"]]
-            norm += max(range(n), key=lambda j: ll[j] / lengths[j]) == it["gold"]
-    out = {"accuracy": 100.0 * acc / len(items)}
-    if "choices" in items[0]:
-        out["accuracy_norm"] = 100.0 * norm / len(items)
+def _mc_scores(task, items, spans, lls) -> dict[str, float]:
+    """The task's metric, and its acc_norm form, from one side's log-likelihoods (as ``bench.evaluate``)."""
+    predictions, predictions_norm = mc_choices(items, spans, lls)
+    golds = [it["gold"] for it in items]
+    out = dict(task.score(predictions, golds))
+    if len(predictions_norm) == len(golds):
+        out.update({f"{k}_norm": v for k, v in task.score(predictions_norm, golds).items()})
     return out
 
 

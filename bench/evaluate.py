@@ -81,7 +81,8 @@ def _generate(task, model, tokenizer, items, batch_size, device, progress) -> Ev
 # ---------------------------------------------------------------------------------------------
 # Multiple choice by log-likelihood
 # ---------------------------------------------------------------------------------------------
-def _multiple_choice(task, model, tokenizer, items, batch_size, device, progress) -> EvalResult:
+def mc_requests(items: Sequence[dict]) -> tuple[list[tuple[str, str]], list[tuple[int, int]]]:
+    """The (context, continuation) requests of multiple-choice items, and each item's (start, count)."""
     requests: list[tuple[str, str]] = []
     spans = []
     for it in items:
@@ -91,15 +92,27 @@ def _multiple_choice(task, model, tokenizer, items, batch_size, device, progress
             pairs = [(it["context"], ch) for ch in it["choices"]]
         spans.append((len(requests), len(pairs)))
         requests.extend(pairs)
-    scores = loglik.shared(model, tokenizer, requests, batch_size=batch_size, device=device, progress=progress)
-    predictions, predictions_norm, golds = [], [], []
+    return requests, spans
+
+
+def mc_choices(items: Sequence[dict], spans, scores: Sequence[float]) -> tuple[list[int], list[int]]:
+    """Each item's chosen option by log-likelihood, and by lm-eval's acc_norm (only for items with
+    ``choices``: the log-likelihood over the choice's length in characters, delimiter excluded)."""
+    predictions, predictions_norm = [], []
     for it, (start, n) in zip(items, spans, strict=True):
         ll = scores[start : start + n]
         predictions.append(max(range(n), key=lambda j: ll[j]))
-        if "choices" in it:  # lm-eval's acc_norm: by the choice's length in characters, delimiter excluded
+        if "choices" in it:
             lengths = [max(len(c.removeprefix(" ")), 1) for c in it["choices"]]
             predictions_norm.append(max(range(n), key=lambda j: ll[j] / lengths[j]))
-        golds.append(it["gold"])
+    return predictions, predictions_norm
+
+
+def _multiple_choice(task, model, tokenizer, items, batch_size, device, progress) -> EvalResult:
+    requests, spans = mc_requests(items)
+    scores = loglik.shared(model, tokenizer, requests, batch_size=batch_size, device=device, progress=progress)
+    predictions, predictions_norm = mc_choices(items, spans, scores)
+    golds = [it["gold"] for it in items]
     metrics = dict(task.score(predictions, golds))
     if len(predictions_norm) == len(golds):  # not for the partial-scoring (contexts) form
         norm = task.score(predictions_norm, golds)

@@ -60,7 +60,19 @@ def by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def _pad_id(tokenizer) -> int:
+def left_pad(seqs: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(ids, mask, positions)`` of ``seqs`` left padded, so every sequence ends in the last column;
+    ``positions`` are the true positions (as without padding) for ``position_ids``."""
+    width = max(len(x) for x in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, x in enumerate(seqs):
+        ids[row, width - len(x) :] = torch.tensor(x)
+        mask[row, width - len(x) :] = 1
+    return ids, mask, (mask.cumsum(1) - 1).clamp(min=0)
+
+
+def pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
@@ -85,7 +97,7 @@ def plain(
     batches = by_length([len(x) for x in inputs], batch_size)
     for idx in distributed.shard(batches):
         width = max(len(inputs[i]) for i in idx)
-        ids = torch.full((len(idx), width), _pad_id(tokenizer), dtype=torch.long)
+        ids = torch.full((len(idx), width), pad_id(tokenizer), dtype=torch.long)
         mask = torch.zeros_like(ids)
         for row, i in enumerate(idx):  # right padding: real tokens never attend to pads
             ids[row, : len(inputs[i])] = torch.tensor(inputs[i])
@@ -181,14 +193,8 @@ def shared(
 
 def _score_batch(model, tokenizer, ctx_ids, rows, encoded, results, device, keep: bool) -> None:
     """Score the requests ``rows`` = [(context row, request index)] of one batch into ``results``."""
-    pad = _pad_id(tokenizer)
-    width = max(len(c) for c in ctx_ids)
-    ids = torch.full((len(ctx_ids), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for b, ctx in enumerate(ctx_ids):  # left padding: every context ends in the last column
-        ids[b, width - len(ctx) :] = torch.tensor(ctx)
-        mask[b, width - len(ctx) :] = 1
-    positions = (mask.cumsum(1) - 1).clamp(min=0)  # true positions, as without padding
+    pad = pad_id(tokenizer)
+    ids, mask, positions = left_pad(ctx_ids, pad)  # every context ends in the last column
     extra = {"logits_to_keep": 1} if keep else {}
     out = model(
         input_ids=ids.to(device),
