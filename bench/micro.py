@@ -11,6 +11,12 @@ frozen timings around it, so drift on a shared machine does not bias the ratios.
 always follows the same one), and prints each configuration's ratio as the median and range over
 the N rounds: one run of a plan is not evidence on a shared machine (frozen alone varies by ±5%).
 
+``--paired`` times each configuration against a frozen twin in its own subprocess, their steps
+alternating (see :func:`bench.micro_step.run_paired`): the ratio is fastest step over fastest
+step within those same minutes, not timings minutes apart in other processes, so it needs no
+frozen rows; the pairs' median ratio is shown beside it. Use it (with ``--repeat`` and more
+``--steps``) for ratios of a few percent. Peak RSS is then left out (both models share the process).
+
 ``--device cuda`` runs on the GPU (``--dtype auto``: bf16 there), times with wall time after a
 ``torch.cuda.synchronize()``, and adds ``peak alloc MB``: the allocator's peak during the timed steps
 (``torch.cuda.max_memory_allocated``, reset after warm-up), the figure for the paper's "up to 60%
@@ -28,32 +34,26 @@ Columns:
   (``methods._base.trainable_count``; masked sparse: the selected entries) and their share of
   the base model's parameters.
 
-``official`` is a reference written here after the official NeuroAda code: every forward builds a
-dense ``W + scatter(values)`` and calls ``F.linear`` on it, so autograd saves a dense copy of every
-adapted weight; values in the model dtype, int64 flat positions, magnitude selection.
+``official`` is the official NeuroAda code's way (:class:`bench.micro_step.DenseScatterLinear`).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from bench.args import add_progress
+from bench.micro_step import run_one, run_paired
 
 CONFIGS = ("frozen", "lora", "dora", "full_ft", "masked_sparse", "official", "shira", "neuroada")
 K_CONFIGS = ("masked_sparse", "official", "shira", "neuroada")  # run once per --k
-LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _RESULT = "MICRO_RESULT "
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,6 +94,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run the whole interleaved plan N times (odd rounds in reverse order) and print each ratio's "
         "median and range over the rounds (default: 1)",
     )
+    run.add_argument(
+        "--paired",
+        action="store_true",
+        help="time each configuration against a frozen twin in the same process, steps alternating; the "
+        "ratio is fastest step over fastest step of --steps pairs (use it for differences of a few percent)",
+    )
     run.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default: cpu)")
     run.add_argument(
         "--dtype",
@@ -105,175 +111,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_progress(parser)
 
 
-# ---------------------------------------------------------------------------------------------
-# The official-style reference
-# ---------------------------------------------------------------------------------------------
-class DenseScatterLinear(nn.Module):
-    """NeuroAda as the official code runs it: ``F.linear(x, W.flatten().scatter_add(pos, v).view_as(W), b)``."""
-
-    def __init__(self, base: nn.Linear, k: int) -> None:
-        super().__init__()
-        weight = base.weight
-        d_out, d_in = weight.shape
-        cols = weight.detach().abs().topk(k, dim=1).indices.sort(dim=1).values  # = nonzero(mask) order
-        self.base = base
-        self.weight_new = nn.Parameter(torch.zeros(d_out * k, dtype=weight.dtype, device=weight.device))
-        self.register_buffer("weight_position_new", (torch.arange(d_out)[:, None] * d_in + cols).reshape(-1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.base.weight
-        w_eff = w.flatten().scatter_add(0, self.weight_position_new, self.weight_new).view_as(w)
-        return F.linear(x, w_eff, self.base.bias)
-
-
-def apply_dense_scatter(model: nn.Module, k: int, targets: tuple[str, ...] = LLAMA_TARGETS) -> list[nn.Parameter]:
-    """Freeze ``model`` and wrap its target linears in :class:`DenseScatterLinear`; returns the values."""
-    from methods._base import freeze, set_submodule
-
-    freeze(model)
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n.rsplit(".", 1)[-1] in targets]
-    for name in names:
-        set_submodule(model, name, DenseScatterLinear(model.get_submodule(name), k))
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-# ---------------------------------------------------------------------------------------------
-# One configuration (runs in the subprocess)
-# ---------------------------------------------------------------------------------------------
-def _build_model(spec: dict) -> nn.Module:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=spec["vocab"],
-        hidden_size=spec["hidden"],
-        intermediate_size=spec["intermediate"],
-        num_hidden_layers=spec["layers"],
-        num_attention_heads=spec["heads"],
-        num_key_value_heads=spec["heads"],
-        max_position_embeddings=max(2048, spec["seq"]),
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    return LlamaForCausalLM(config).train()
-
-
-def _method_config(method, k: int | None):
-    fields = {f.name for f in dataclasses.fields(method.config_cls)}
-    kwargs = {}
-    if "r" in fields:
-        kwargs["r"] = 8
-    if k is not None:
-        kwargs["k"] = k
-    return method.config_cls(**kwargs)
-
-
-class _SavedBytes:
-    """Bytes saved for backward while active, each storage once, parameters and buffers excluded."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.exclude = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
-        self.storages: dict[int, int] = {}
-
-    def pack(self, t: torch.Tensor) -> torch.Tensor:
-        for part in (t._indices(), t._values()) if t.is_sparse else (t,):  # SHiRA saves a sparse COO delta
-            storage = part.untyped_storage()
-            if storage.data_ptr() not in self.exclude:
-                self.storages[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    def total(self) -> int:
-        return sum(self.storages.values())
-
-
-def _trainable_state_bytes(model: nn.Module, opt: torch.optim.Optimizer | None) -> int:
-    params = {id(p): p for p in model.parameters() if p.requires_grad}
-    total = sum(p.nbytes + (p.grad.nbytes if p.grad is not None else 0) for p in params.values())
-    if opt is not None:
-        for state in opt.state.values():
-            total += sum(v.nbytes for v in state.values() if isinstance(v, torch.Tensor))
-    return total
-
-
-def run_one(spec: dict) -> dict:
-    """Build, apply, warm up, time; the measured row as a dict."""
-    import methods
-    from bench.measure import peak_rss_mb
-    from methods._base import count_parameters, find_targets, freeze, trainable_count
-
-    torch.set_num_threads(spec["threads"])
-    device = torch.device(spec.get("device", "cpu"))
-    model = _build_model(spec).to(device=device, dtype=getattr(torch, spec.get("dtype", "float32")))
-    base_params = count_parameters(model)
-    name, k = spec["config"], spec.get("k")
-    opt, method = None, None
-    if name == "frozen":
-        freeze(model)
-        model.enable_input_require_grads()  # backward through every layer, no weight gradients
-    elif name == "official":
-        opt = torch.optim.AdamW(apply_dense_scatter(model, k), lr=8e-3, weight_decay=0.0)
-    elif name == "shira":  # peft's SHiRA preset at NeuroAda k's budget: r (d_in + d_out) ~ k d_out, r >= 1
-        method = methods.get("peft_config")
-        shapes = [(m.in_features, m.out_features) for _, m in find_targets(model, LLAMA_TARGETS)]
-        r = max(1, round(k * sum(o for _, o in shapes) / sum(i + o for i, o in shapes)))
-        cfg = method.config_cls(**methods.choose("shira")[0].config).resized("r", r)
-        model = method.apply(model, cfg)
-        opt = method.optimizer(model, cfg, 0.0)
-    else:
-        method = methods.get(name)
-        cfg = _method_config(method, k)
-        model = method.apply(model, cfg)
-        opt = method.optimizer(model, cfg, 0.0)
-    gen = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, spec["vocab"], (spec["batch"], spec["seq"]), generator=gen).to(device)
-    cuda = device.type == "cuda"
-
-    def step() -> None:
-        if opt is not None:
-            opt.zero_grad(set_to_none=True)
-        model(input_ids=ids, labels=ids).loss.backward()
-        if opt is not None:
-            opt.step()
-        if cuda:
-            torch.cuda.synchronize()  # the step's kernels have run before the clock stops
-
-    saved = _SavedBytes(model)
-    with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t):
-        step()  # the first warm-up step
-    for _ in range(spec["warmup"] - 1):
-        step()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    wall, cpu = [], []
-    for _ in range(spec["steps"]):
-        t0, c0 = time.perf_counter(), time.process_time()
-        step()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    if name == "frozen":
-        trainable = 0
-    elif method is not None:  # the method's own count (masked sparse: the selected entries only)
-        trainable = trainable_count(method, model)
-    else:
-        trainable = count_parameters(model, trainable_only=True)
-    return {
-        "config": name,
-        "k": k,
-        "wall_s": statistics.median(wall),
-        "cpu_s": statistics.median(cpu),
-        "wall_times": wall,
-        "cpu_times": cpu,
-        "saved_bytes": saved.total(),
-        "state_bytes": _trainable_state_bytes(model, opt),
-        "peak_rss_mb": peak_rss_mb(),
-        "peak_alloc_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
-        "trainable": trainable,
-        "base_params": base_params,
-        "fraction": trainable / base_params,
-    }
-
-
 def _child(argv: list[str]) -> int:
-    row = run_one(json.loads(argv[0]))
+    spec = json.loads(argv[0])
+    row = (run_paired if spec.get("paired") else run_one)(spec)
     print(_RESULT + json.dumps(row), flush=True)
     return 0
 
@@ -304,6 +144,8 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, int | None]]:
         if c == "frozen":
             continue
         others += [(c, k) for k in ks] if c in K_CONFIGS else [(c, None)]
+    if args.paired:  # each configuration brings its own frozen twin
+        return others
     plan: list[tuple[str, int | None]] = [("frozen", None)]
     for i in range(0, len(others), max(1, args.frozen_every)):
         plan += others[i : i + max(1, args.frozen_every)] + [("frozen", None)]
@@ -327,9 +169,14 @@ def format_table(rows: list[dict]) -> str:
         lines.append(
             f"| {_label(r)} | {r['cpu_s']:.3f} | {r['wall_s']:.3f} | {r['ratio']:.3f} | "
             f"{r['saved_bytes'] / 1e6:,.0f} | {r['state_bytes'] / 1e6:,.2f} | "
-            f"{r['peak_alloc_mb'] if cuda else r['peak_rss_mb']:,.0f} | {r['trainable']:,} | {r['fraction']:.4%} |"
+            f"{_peak(r, cuda)} | {r['trainable']:,} | {r['fraction']:.4%} |"
         )
     return "\n".join(lines)
+
+
+def _peak(row: dict, cuda: bool) -> str:
+    peak = row.get("peak_alloc_mb") if cuda else row.get("peak_rss_mb")
+    return "–" if peak is None else f"{peak:,.0f}"
 
 
 def _with_ratios(rows: list[dict], clock: str) -> list[dict]:
@@ -379,22 +226,28 @@ def summarize(rows: list[dict]) -> list[dict]:
                 wall_s=statistics.median(r["wall_s"] for r in group),
             )
         )
+        if all("pairs_median" in r for r in group):
+            out[-1]["pairs_median"] = statistics.median(r["pairs_median"] for r in group)
     return out
 
 
 def format_summary(rows: list[dict]) -> str:
-    """Markdown: each configuration's ratio over the rounds (median [min, max])."""
+    """Markdown: each configuration's ratio over the rounds (median [min, max]); paired rows add
+    the median over rounds of their pairs' median ratio."""
     cuda = any(r.get("peak_alloc_mb") is not None for r in rows)
+    paired = all("pairs_median" in r for r in rows)
     lines = [
-        "| configuration | × frozen median | [min, max] | rounds | cpu s | wall s | "
-        f"{'peak alloc MB' if cuda else 'peak RSS MB'} | trainable |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| configuration | × frozen median | [min, max] | rounds | "
+        + ("pairs median | " if paired else "")
+        + f"cpu s | wall s | {'peak alloc MB' if cuda else 'peak RSS MB'} | trainable |",
+        "| --- | ---: | --- | ---: | " + ("---: | " if paired else "") + "---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        alloc = f"{r['peak_alloc_mb'] if cuda else r['peak_rss_mb']:,.0f}"
+        alloc = _peak(r, cuda)
+        pairs = f"{r['pairs_median']:.3f} | " if paired else ""
         lines.append(
             f"| {_label(r)} | {r['ratio']:.3f} | [{r['ratio_min']:.3f}, {r['ratio_max']:.3f}] | {r['rounds']} | "
-            f"{r['cpu_s']:.3f} | {r['wall_s']:.3f} | {alloc} | {r['trainable']:,} |"
+            f"{pairs}{r['cpu_s']:.3f} | {r['wall_s']:.3f} | {alloc} | {r['trainable']:,} |"
         )
     return "\n".join(lines)
 
@@ -413,7 +266,12 @@ def main(args: argparse.Namespace) -> int:
     dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if args.device == "cuda" else "float32")
     clock = "wall" if args.device == "cuda" else args.clock  # CPU time does not see GPU work
     keys = ("hidden", "layers", "heads", "intermediate", "vocab", "batch", "seq", "steps", "warmup", "threads")
-    spec_base = {key: getattr(args, key) for key in keys} | {"device": args.device, "dtype": dtype}
+    spec_base = {key: getattr(args, key) for key in keys} | {
+        "device": args.device,
+        "dtype": dtype,
+        "paired": args.paired,
+        "clock": clock,
+    }
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
     missing = sorted({n for n, _ in plan if n not in ("frozen", "official", "shira") and n not in methods.names()})
@@ -435,7 +293,7 @@ def main(args: argparse.Namespace) -> int:
                 tqdm.write(f"note: {label} failed ({why})")
                 continue
             round_rows.append(dict(row, round=r))
-        rows += _with_ratios(round_rows, clock)
+        rows += round_rows if args.paired else _with_ratios(round_rows, clock)
     bar.close()
     _print_results(args, rows, clock, dtype)
     return 0
@@ -450,11 +308,20 @@ def _print_results(args: argparse.Namespace, rows: list[dict], clock: str, dtype
         f"vocab {args.vocab} ({rows[0]['base_params'] / 1e6:.0f}M params); batch {args.batch}x{args.seq}, {dtype} "
         f"on {args.device}, {args.threads} thread(s), AdamW; median of {args.steps} steps after {args.warmup} warm-up."
     )
-    frozen = [r[f"{clock}_s"] for r in rows if r["config"] == "frozen"]
-    print(
-        f"frozen timed {len(frozen)}x ({clock}): {', '.join(f'{t:.3f}' for t in frozen)} s; "
-        f"× frozen divides each row's {clock} time by the mean of the frozen timings just around it."
-    )
+    if args.paired:
+        frozen = [r[f"frozen_{clock}_s"] for r in rows]
+        print(
+            f"paired: each configuration beside a frozen twin in its process, {args.steps} pairs of alternating "
+            f"steps; × frozen = its fastest step / the twin's fastest step ({clock} time; interference only "
+            f"slows a step); frozen medians {min(frozen):.3f}-{max(frozen):.3f} s; peak RSS left out "
+            "(two models per process)."
+        )
+    else:
+        frozen = [r[f"{clock}_s"] for r in rows if r["config"] == "frozen"]
+        print(
+            f"frozen timed {len(frozen)}x ({clock}): {', '.join(f'{t:.3f}' for t in frozen)} s; "
+            f"× frozen divides each row's {clock} time by the mean of the frozen timings just around it."
+        )
     print(format_table([r for r in rows if r["round"] == 0]))
     if args.repeat > 1:
         print(f"\nover {args.repeat} interleaved rounds (odd rounds in reverse order):")

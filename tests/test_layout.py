@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "bench.validation",
         "bench.report",
         "bench.micro",
+        "bench.micro_step",
         "bench.evalspeed",
         "bench.hub",
     ),

@@ -105,3 +105,23 @@ def test_micro_runs_shira_at_neuroadas_budget(tmp_path):
     sides = 4 * (32 + 32) + 3 * (32 + 64)  # SHiRA: r (d_in + d_out) per target: q, k, v, o; gate, up, down
     for k, r in ((2, 1), (4, 2)):  # r = round(k * 288 / 544)
         assert got[("shira", k)]["trainable"] == r * sides
+
+
+def test_paired_runs_each_configuration_beside_its_own_frozen_twin(tmp_path):
+    out = tmp_path / "micro.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "micro", "--hidden", "32", "--layers", "1", "--heads", "2",
+         "--intermediate", "64", "--vocab", "128", "--batch", "2", "--seq", "8", "--steps", "2",
+         "--warmup", "1", "--k", "1", "--configs", "neuroada,lora", "--paired", "--repeat", "2",
+         "--no-progress", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    # no frozen rows: each ratio comes from its own process's pairs
+    assert [(r["round"], r["config"]) for r in rows] == [(0, "neuroada"), (0, "lora"), (1, "lora"), (1, "neuroada")]
+    for r in rows:
+        assert r["paired"] and len(r["pair_ratios"]) == len(r["frozen_cpu_times"]) == 2
+        assert r["ratio"] == min(r["cpu_times"]) / min(r["frozen_cpu_times"])
+    assert "paired: each configuration beside a frozen twin" in proc.stdout and "| neuroada k=1 |" in proc.stdout
+    assert "pairs median" in proc.stdout
