@@ -112,7 +112,11 @@ void neuroada_put_rows(void* w, int64_t ldw, const int32_t* idx, const void* src
 }
 
 /* Small k. out_t[j * d_out + i] = sum_n g[n, i] * x[n, idx_t[j * d_out + i]]: one gather per
-   entry from an x row that sits in L1, vectorised over i; output rows split over threads. */
+   entry from an x row that sits in L1, vectorised over i; output rows split over threads. With
+   AVX-512 the gathers are explicit (gcc emulates them with scalar inserts otherwise) and the rows of
+   g and x two tokens ahead are prefetched: both arrive cold from the forward pass, and this took the
+   kernel from 1.11 to 0.80 ms on a 768x768 layer and from 2.19 to 1.02 ms on 768x2048 (1,024 tokens,
+   caches flushed before each call, best of 10). */
 void neuroada_grad_gather(const float* g, int64_t ldg, const float* x, int64_t ldx, const int32_t* idx_t,
                           float* out_t, int64_t n_tok, int64_t d_out, int64_t k, int nthreads) {
     memset(out_t, 0, sizeof(float) * k * d_out);
@@ -120,6 +124,33 @@ void neuroada_grad_gather(const float* g, int64_t ldg, const float* x, int64_t l
     #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t i0 = 0; i0 < d_out; i0 += part) {
         int64_t i1 = i0 + part < d_out ? i0 + part : d_out;
+#ifdef __AVX512F__
+        for (int64_t n = 0; n < n_tok; ++n) {
+            const float* gr = g + n * ldg;
+            const float* xr = x + n * ldx;
+            if (n + 2 < n_tok) {
+                const float* xn = x + (n + 2) * ldx;
+                const float* gn = g + (n + 2) * ldg;
+                for (int64_t p = 0; p < ldx; p += 16) _mm_prefetch((const char*)(xn + p), _MM_HINT_T0);
+                for (int64_t p = i0; p < i1; p += 16) _mm_prefetch((const char*)(gn + p), _MM_HINT_T0);
+            }
+            for (int64_t j = 0; j < k; ++j) {
+                float* a = out_t + j * d_out;
+                const int32_t* c = idx_t + j * d_out;
+                int64_t i = i0;
+                for (; i + 16 <= i1; i += 16) {
+                    __m512 xv = _mm512_i32gather_ps(_mm512_loadu_si512(c + i), xr, 4);
+                    _mm512_storeu_ps(a + i, _mm512_fmadd_ps(_mm512_loadu_ps(gr + i), xv, _mm512_loadu_ps(a + i)));
+                }
+                if (i < i1) {
+                    __mmask16 m = (__mmask16)((1u << (i1 - i)) - 1u);
+                    __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_maskz_loadu_epi32(m, c + i), xr, 4);
+                    __m512 av = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, gr + i), xv, _mm512_maskz_loadu_ps(m, a + i));
+                    _mm512_mask_storeu_ps(a + i, m, av);
+                }
+            }
+        }
+#else
         for (int64_t n0 = 0; n0 < n_tok; n0 += 64) {
             int64_t n1 = n0 + 64 < n_tok ? n0 + 64 : n_tok;
             for (int64_t j = 0; j < k; ++j) {
@@ -133,6 +164,7 @@ void neuroada_grad_gather(const float* g, int64_t ldg, const float* x, int64_t l
                 }
             }
         }
+#endif
     }
 }
 
