@@ -10,9 +10,12 @@ This file reads config, layer (with its autograd function), method. Why it is fa
 CPU thread; ``python -m bench micro`` reproduces the numbers):
 
 - forward: ``W + S`` (S = the scattered values) feeds one GEMM and is never saved for backward:
-  the k*d_out entries are patched into W in place around the GEMM and restored bit-exactly from a
-  cached copy of the original entries (a transient W + S copy for k > 16 or when the base weight
-  trains). On CPU a small C loop with prefetching writes the entries (twice as fast as scatter_).
+  the k*d_out entries are patched into W in place and restored bit-exactly from a cached copy of
+  the original entries (a transient W + S copy for k > 16 or when the base weight trains). A
+  forward that records gradients keeps the patch until its backward has used it (or its graph is
+  freed), so a training step writes the entries twice, not four times; ``state_dict()``,
+  ``merge()`` and ``unmerge()`` restore W first. On CPU a small C loop with prefetching writes the
+  entries (twice as fast as scatter_).
 - backward saves only the layer input x (what LoRA saves too) and rebuilds ``W + S`` for
   ``grad_x = g @ (W + S)``. The value gradient ``grad[i, j] = sum_n g[n, i] * x[n, idx[i, j]]``
   never forms a dense d_out x d_in tensor nor a (tokens, d_out, k) one: C kernels on CPU in fp32
@@ -168,6 +171,11 @@ class NeuroAdaLinear(nn.Module):
         self._unmerged_entries: torch.Tensor | None = None  # W at idx before merge(), for a bit-exact unmerge
         self._entries: torch.Tensor | None = None  # W at idx, cached for effective_weight()
         self._entries_key: tuple[int, int] | None = None  # (data_ptr, _version) of W when cached
+        self._holds = 0  # forward passes whose backward still wants W + S in place (see hold_patch)
+        self._hold_epoch = 0  # bumped by unpatch(): holds from before it release nothing
+        self._patched_version: int | None = None  # values._version written into W while held
+        self.register_state_dict_pre_hook(lambda module, prefix, keep_vars: module.unpatch())
+        self.register_load_state_dict_pre_hook(lambda module, *args: module.unpatch())
 
     @property
     def in_features(self) -> int:
@@ -183,6 +191,8 @@ class NeuroAdaLinear(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
+        """W itself: a patch still held for a backward is restored first (that backward patches anew)."""
+        self.unpatch()
         return self.base_layer.weight
 
     @property
@@ -191,15 +201,17 @@ class NeuroAdaLinear(nn.Module):
 
     def delta_weight(self) -> torch.Tensor:
         """The dense update ΔW (values' dtype), ``ΔW[i, idx[i, j]] = values[i, j]``; differentiable."""
-        zeros = torch.zeros(self.weight.shape, dtype=self.neuroada_values.dtype, device=self.weight.device)
+        w = self.base_layer.weight
+        zeros = torch.zeros(w.shape, dtype=self.neuroada_values.dtype, device=w.device)
         return zeros.scatter(1, self.neuroada_idx.long(), self.neuroada_values)
 
     @torch.no_grad()
     def merge(self) -> None:
         """Fold the values into W in place; a second call is a no-op (never a double add)."""
+        self.unpatch()
         if self.merged:
             return
-        weight, cols = self.weight, self.neuroada_idx.long()
+        weight, cols = self.base_layer.weight, self.neuroada_idx.long()
         self._unmerged_entries = weight.gather(1, cols)
         weight.scatter_add_(1, cols, self.neuroada_values.to(weight.dtype))
         self.merged = True
@@ -207,52 +219,119 @@ class NeuroAdaLinear(nn.Module):
     @torch.no_grad()
     def unmerge(self) -> None:
         """Restore W bit-for-bit (the entries saved by ``merge``); a no-op when not merged."""
+        self.unpatch()
         if not self.merged:
             return
-        self.weight.scatter_(1, self.neuroada_idx.long(), self._unmerged_entries.to(self.weight.device))
+        w = self.base_layer.weight
+        w.scatter_(1, self.neuroada_idx.long(), self._unmerged_entries.to(w.device))
         self._unmerged_entries = None
         self.merged = False
 
+    def _patch_in_place(self) -> bool:
+        return self.k <= _PATCH_MAX_K and not self.base_layer.weight.requires_grad
+
+    @torch.no_grad()
+    def _patched_entries(self) -> torch.Tensor:
+        """W's own entries at idx plus the values; the entries are cached and re-read whenever W
+        changed since (never while W + S is in W)."""
+        w = self.base_layer.weight
+        key = (w.data_ptr(), w._version)
+        if self._patched_version is None and (self._entries is None or self._entries_key != key):
+            self._entries, self._entries_key = w.gather(1, self.neuroada_idx.long()), key
+        return self._entries + self.neuroada_values.detach().to(w.dtype)
+
+    def _write_patch(self) -> None:
+        put_entries(self.base_layer.weight, self.neuroada_idx, self._patched_entries())
+        self._patched_version = self.neuroada_values._version
+
+    @torch.no_grad()
+    def _restore(self) -> None:
+        put_entries(self.base_layer.weight, self.neuroada_idx, self._entries)
+        self._entries_key = (self.base_layer.weight.data_ptr(), self.base_layer.weight._version)
+        self._patched_version = None
+
+    def hold_patch(self) -> _Hold | None:
+        """Write W + S into W and keep it there until the returned hold is released (by the backward
+        of the forward that took it, or when that graph is freed); None when W + S is a transient copy."""
+        if not self._patch_in_place():
+            return None
+        if self._holds == 0:
+            self._write_patch()
+        self._holds += 1
+        return _Hold(self, self._hold_epoch)
+
+    def _release(self, epoch: int) -> None:
+        if epoch != self._hold_epoch or self._holds == 0:
+            return
+        self._holds -= 1
+        if self._holds == 0:
+            self._restore()
+
+    def unpatch(self) -> None:
+        """Restore W now if a forward still holds W + S in it (their backward then patches again)."""
+        if self._holds:
+            self._restore()
+            self._holds = 0
+            self._hold_epoch += 1
+
     @contextmanager
     def effective_weight(self) -> Iterator[torch.Tensor]:
-        """``W + S`` (W's dtype) for the duration of the block; W is bit-for-bit unchanged afterwards.
-
-        Writes ``W[i, c] + v`` at each selected entry: exactly what ``merge`` and the official
-        ``W.flatten().scatter_add(...)`` produce. W itself is patched in place and restored from the
-        cached original entries (two scattered passes over k*d_out entries, no d_out x d_in copy);
-        a transient copy is used instead when k > _PATCH_MAX_K or the base weight trains.
-        """
-        weight, idx = self.weight, self.neuroada_idx
-        with torch.no_grad():
-            key = (weight.data_ptr(), weight._version)
-            if self._entries_key != key or self._entries is None:
-                self._entries = weight.gather(1, idx.long())  # refreshed whenever W changed since
-            patched = self._entries + self.neuroada_values.detach().to(weight.dtype)
-            if idx.shape[1] > _PATCH_MAX_K or weight.requires_grad:
-                yield weight.detach().clone(memory_format=torch.contiguous_format).scatter_(1, idx.long(), patched)
-                self._entries_key = key
-                return
-            put_entries(weight, idx, patched)
-            try:
-                yield weight
-            finally:
-                put_entries(weight, idx, self._entries)
-                self._entries_key = (weight.data_ptr(), weight._version)
+        """``W + S`` (W's dtype) for the block: ``W[i, c] + v`` at each selected entry, exactly what
+        ``merge`` and the official ``W.flatten().scatter_add(...)`` produce. W is patched in place
+        (two scattered passes over k*d_out entries, none while a hold keeps it patched) and is as it
+        was afterwards; a transient copy when k > _PATCH_MAX_K or the base weight trains."""
+        weight = self.base_layer.weight
+        if not self._patch_in_place():
+            w_eff = weight.detach().clone(memory_format=torch.contiguous_format)
+            yield w_eff.scatter_(1, self.neuroada_idx.long(), self._patched_entries())
+            return
+        if self._holds:  # already W + S; rewrite only if the values moved since
+            if self._patched_version != self.neuroada_values._version:
+                self._write_patch()
+            yield weight
+            return
+        self._write_patch()
+        try:
+            yield weight
+        finally:
+            self._restore()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             return self.base_layer(x)
-        return _BypassFunction.apply(x, self.neuroada_values, self.weight, self.bias, self)
+        # inside the autograd function grad mode is off, so whether a backward can come is decided here
+        hold = torch.is_grad_enabled() and (x.requires_grad or self.neuroada_values.requires_grad)
+        return _BypassFunction.apply(x, self.neuroada_values, self.base_layer.weight, self.bias, self, hold)
 
     def extra_repr(self) -> str:
         return f"k={self.k}, values={self.neuroada_values.dtype}, merged={self.merged}"
+
+
+class _Hold:
+    """One forward's claim on the W + S patch of ``layer``: released once, by its backward or, if the
+    graph is freed without one, by the garbage collector (CPython frees a graph as soon as its last
+    output goes)."""
+
+    __slots__ = ("layer", "epoch", "done")
+
+    def __init__(self, layer: NeuroAdaLinear, epoch: int) -> None:
+        self.layer, self.epoch, self.done = layer, epoch, False
+
+    def release(self) -> None:
+        if not self.done:
+            self.done = True
+            self.layer._release(self.epoch)
+
+    def __del__(self) -> None:
+        self.release()
 
 
 class _BypassFunction(torch.autograd.Function):
     """``y = x (W + S)^T + b`` saving only x (and the values, a parameter) for backward."""
 
     @staticmethod
-    def forward(ctx, x, values, weight, bias, layer):
+    def forward(ctx, x, values, weight, bias, layer, hold):
+        ctx.hold = layer.hold_patch() if hold else None  # W + S stays in W for backward's GEMM
         with layer.effective_weight() as w_eff:
             y = F.linear(x, w_eff, bias)
         ctx.layer, ctx.x_dtype = layer, x.dtype
@@ -264,7 +343,7 @@ class _BypassFunction(torch.autograd.Function):
     def backward(ctx, g):
         x, values = ctx.saved_tensors
         layer = ctx.layer
-        weight, bias, idx = layer.weight, layer.bias, layer.neuroada_idx
+        weight, bias, idx = layer.base_layer.weight, layer.bias, layer.neuroada_idx
         d_out = weight.shape[0]
         g2 = g.reshape(-1, d_out)
         grad_x = grad_values = grad_weight = grad_bias = None
@@ -278,9 +357,11 @@ class _BypassFunction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             with layer.effective_weight() as w_eff:
                 grad_x = (g2 @ w_eff.to(g2.dtype)).view(*g.shape[:-1], weight.shape[1]).to(ctx.x_dtype)
+        if ctx.hold is not None:
+            ctx.hold.release()
         if bias is not None and ctx.needs_input_grad[3]:
             grad_bias = g2.sum(0).to(bias.dtype)
-        return grad_x, grad_values, grad_weight, grad_bias, None
+        return grad_x, grad_values, grad_weight, grad_bias, None, None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -162,6 +162,99 @@ def test_bf16_base_trains_fp32_values(value_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# The W + S patch held from a forward to its backward
+# ---------------------------------------------------------------------------------------------
+def _dense_grads(layer, x, gy):
+    """x's and the values' gradients through a dense W + S, for the layer's current values."""
+    x = x.clone().requires_grad_(True)
+    v = layer.neuroada_values.detach().clone().requires_grad_(True)
+    w0 = layer.base_layer.weight.detach().clone()
+    F.linear(x, w0.scatter_add(1, layer.neuroada_idx.long(), v), layer.bias).backward(gy)
+    return x.grad, v.grad
+
+
+def _count_puts(monkeypatch) -> list[int]:
+    calls = []
+    real = neuroada.put_entries
+    monkeypatch.setattr(neuroada, "put_entries", lambda *a: (calls.append(1), real(*a)))
+    return calls
+
+
+@pytest.mark.parametrize("k", [1, 16])
+def test_a_training_forward_keeps_w_plus_s_until_its_backward(monkeypatch, k):
+    layer = _layer(k)
+    w0 = layer.base_layer.weight.clone()
+    x, gy = _inputs(torch.float64)
+    dx, dv = _dense_grads(layer, x, gy)
+    puts = _count_puts(monkeypatch)
+    x = x.clone().requires_grad_(True)
+    y = layer(x)
+    dense = w0.scatter_add(1, layer.neuroada_idx.long(), layer.neuroada_values.detach())
+    assert torch.equal(layer.base_layer.weight, dense)  # W + S stays in W for backward's GEMM
+    y.backward(gy)
+    assert torch.equal(layer.base_layer.weight, w0)  # restored bit for bit by the backward
+    assert len(puts) == 2  # one write and one restore per step, not two of each
+    torch.testing.assert_close(x.grad, dx, **FP64_TOL)
+    torch.testing.assert_close(layer.neuroada_values.grad, dv, **FP64_TOL)
+
+
+def test_a_forward_without_backward_restores_w_when_its_graph_goes():
+    layer = _layer(2)
+    w0 = layer.base_layer.weight.clone()
+    x, _ = _inputs(torch.float64)
+    y = layer(x)
+    assert not torch.equal(layer.base_layer.weight, w0)
+    del y  # the graph, and with it the hold, is freed
+    assert torch.equal(layer.base_layer.weight, w0)
+    with torch.no_grad():
+        layer(x)  # no backward can come: nothing is held
+    assert torch.equal(layer.base_layer.weight, w0)
+
+
+def test_readers_between_forward_and_backward_see_w_and_backward_still_exact():
+    layer = _layer(3)
+    w0 = layer.base_layer.weight.clone()
+    x, gy = _inputs(torch.float64)
+    dx, dv = _dense_grads(layer, x, gy)
+    for read in (lambda: layer.weight, lambda: layer.state_dict()["base_layer.weight"]):
+        x_in = x.clone().requires_grad_(True)
+        layer.neuroada_values.grad = None
+        y = layer(x_in)
+        assert torch.equal(read(), w0)  # the held patch is undone for whoever reads W
+        y.backward(gy)  # which patches again for its GEMM
+        assert torch.equal(layer.base_layer.weight, w0)
+        torch.testing.assert_close(x_in.grad, dx, **FP64_TOL)
+        torch.testing.assert_close(layer.neuroada_values.grad, dv, **FP64_TOL)
+
+
+def test_two_forwards_one_backward_and_a_retained_graph():
+    layer = _layer(2)
+    w0 = layer.base_layer.weight.clone()
+    x, gy = _inputs(torch.float64)
+    _, dv = _dense_grads(layer, x, gy)
+    loss = (layer(x) * gy).sum() + (layer(x) * gy).sum()  # two holds on one patch
+    loss.backward(retain_graph=True)
+    assert torch.equal(layer.base_layer.weight, w0)  # released by the last backward of the two
+    torch.testing.assert_close(layer.neuroada_values.grad, 2 * dv, **FP64_TOL)
+    loss.backward()  # the holds are spent: this backward patches and restores by itself
+    assert torch.equal(layer.base_layer.weight, w0)
+    torch.testing.assert_close(layer.neuroada_values.grad, 4 * dv, **FP64_TOL)
+
+
+def test_values_moved_while_held_are_written_before_the_next_forward():
+    layer = _layer(1)
+    w0 = layer.base_layer.weight.clone()
+    x, _ = _inputs(torch.float64)
+    y = layer(x)  # holds W + S with the current values
+    with torch.no_grad():
+        layer.neuroada_values.add_(1.0)  # e.g. an optimizer step in between, without a backward
+    dense = w0.scatter_add(1, layer.neuroada_idx.long(), layer.neuroada_values.detach())
+    torch.testing.assert_close(layer(x), F.linear(x, dense, layer.bias), **EXACT)
+    del y
+    assert torch.equal(layer.base_layer.weight, w0)
+
+
+# ---------------------------------------------------------------------------------------------
 # Merge and unmerge
 # ---------------------------------------------------------------------------------------------
 def test_layer_merge_hand_set_exact_and_unmerge_restores_bits():
