@@ -73,23 +73,31 @@ static inline void dots16(const float* gr, const float* xt, const int32_t* c, in
 }
 #endif
 
-/* dst (cols x rows, contiguous) = src (rows x cols, row stride lds) transposed, in 16x16 tiles */
-static void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int nthreads) {
-    #pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int64_t c0 = 0; c0 < cols; c0 += 16) {
-        int64_t c1 = c0 + 16 < cols ? c0 + 16 : cols;
-        for (int64_t r0 = 0; r0 < rows; r0 += 16) {
-            int64_t r1 = r0 + 16 < rows ? r0 + 16 : rows;
+/* dst (cols x rows, contiguous) = src (rows x cols, row stride lds) transposed, in 16x16 tiles.
+   One thread walks 16 source rows at a time from left to right (16 sequential streams, which the
+   prefetchers follow); several threads split the columns instead. */
+static inline void transpose_tile(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,
+                                  int64_t r0, int64_t c0) {
+    int64_t r1 = r0 + 16 < rows ? r0 + 16 : rows, c1 = c0 + 16 < cols ? c0 + 16 : cols;
 #ifdef __AVX512F__
-            if (r1 - r0 == 16 && c1 - c0 == 16) {
-                tile16(src + r0 * lds + c0, lds, dst + c0 * rows + r0, rows);
-                continue;
-            }
-#endif
-            for (int64_t r = r0; r < r1; ++r)
-                for (int64_t c = c0; c < c1; ++c) dst[c * rows + r] = src[r * lds + c];
-        }
+    if (r1 - r0 == 16 && c1 - c0 == 16) {
+        tile16(src + r0 * lds + c0, lds, dst + c0 * rows + r0, rows);
+        return;
     }
+#endif
+    for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = c0; c < c1; ++c) dst[c * rows + r] = src[r * lds + c];
+}
+
+static void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int nthreads) {
+    if (nthreads == 1) {
+        for (int64_t r0 = 0; r0 < rows; r0 += 16)
+            for (int64_t c0 = 0; c0 < cols; c0 += 16) transpose_tile(src, lds, rows, cols, dst, r0, c0);
+        return;
+    }
+    #pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t c0 = 0; c0 < cols; c0 += 16)
+        for (int64_t r0 = 0; r0 < rows; r0 += 16) transpose_tile(src, lds, rows, cols, dst, r0, c0);
 }
 
 /* W[i, idx[i, j]] = src[i, j] (bit copies of elem-byte entries; W rows ldw entries apart), prefetching
