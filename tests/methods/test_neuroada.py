@@ -254,6 +254,24 @@ def test_values_moved_while_held_are_written_before_the_next_forward():
     assert torch.equal(layer.base_layer.weight, w0)
 
 
+@pytest.mark.parametrize("reentrant", [True, False])
+def test_gradient_checkpointing_gives_the_same_gradients_and_restores_w(reentrant):
+    def grads(checkpointing):
+        model = METHOD.apply(tiny_llama(0), NeuroAdaConfig(k=2))
+        _randomize_values(model)
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+        model.train()
+        weights = {n: layer.base_layer.weight.clone() for n, layer in neuroada_layers(model)}
+        model(input_ids=IDS, labels=IDS).loss.backward()
+        assert all(torch.equal(layer.base_layer.weight, weights[n]) for n, layer in neuroada_layers(model))
+        return {n: layer.neuroada_values.grad for n, layer in neuroada_layers(model)}
+
+    plain, checkpointed = grads(False), grads(True)
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------
 # Merge and unmerge
 # ---------------------------------------------------------------------------------------------
