@@ -15,7 +15,8 @@ the N rounds: one run of a plan is not evidence on a shared machine (frozen alon
 alternating (see :func:`bench.micro_step.run_paired`): the ratio is fastest step over fastest
 step within those same minutes, not timings minutes apart in other processes, so it needs no
 frozen rows; the pairs' median ratio is shown beside it. Use it (with ``--repeat`` and more
-``--steps``) for ratios of a few percent. Peak RSS is then left out (both models share the process).
+``--steps``) for ratios of a few percent. Peak RSS and the allocator peak are then left out (both
+models share the process).
 
 ``--device cuda`` runs on the GPU (``--dtype auto``: bf16 there), times with wall time after a
 ``torch.cuda.synchronize()``, and adds ``peak alloc MB``: the allocator's peak during the timed steps
@@ -313,7 +314,7 @@ def _print_results(args: argparse.Namespace, rows: list[dict], clock: str, dtype
         print(
             f"paired: each configuration beside a frozen twin in its process, {args.steps} pairs of alternating "
             f"steps; × frozen = its fastest step / the twin's fastest step ({clock} time; interference only "
-            f"slows a step); frozen medians {min(frozen):.3f}-{max(frozen):.3f} s; peak RSS left out "
+            f"slows a step); frozen medians {min(frozen):.3f}-{max(frozen):.3f} s; memory peaks left out "
             "(two models per process)."
         )
     else:

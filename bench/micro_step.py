@@ -9,8 +9,8 @@ Two ways to time:
   process, their steps alternating frozen/config, config/frozen, ...: both sides are timed in the
   same minutes, so the machine's drift between processes (frozen alone varied by 20-40% between
   processes on this shared machine) does not enter the ratio. The ratio is fastest step over
-  fastest step (see there why); the median of the pairs' ratios is kept beside it. Peak RSS then
-  counts both models, so it is left out (``None``).
+  fastest step (see there why); the median of the pairs' ratios is kept beside it. Peak RSS and
+  the CUDA allocator's peak then count both models, so they are left out (``None``).
 
 ``official`` is a reference written here after the official NeuroAda code: every forward builds a
 dense ``W + scatter(values)`` and calls ``F.linear`` on it, so autograd saves a dense copy of every
@@ -251,8 +251,6 @@ def run_paired(spec: dict) -> dict:
     for _ in range(spec["warmup"] - 1):
         frozen.step()
         setup.step()
-    if spec.get("device") == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     times: dict[str, list[tuple[float, float]]] = {"frozen": [], setup.name: []}
     for i in range(spec["steps"]):
         for s in (frozen, setup) if i % 2 == 0 else (setup, frozen):
@@ -267,7 +265,8 @@ def run_paired(spec: dict) -> dict:
         pair_ratios=pairs,
         pairs_median=statistics.median(pairs),
         paired=True,
-        peak_rss_mb=None,  # both models live in this process
+        peak_rss_mb=None,  # both models live in this process (and on its GPU)
+        peak_alloc_mb=None,
         frozen_wall_times=[t[0] for t in times["frozen"]],
         frozen_cpu_times=[t[1] for t in times["frozen"]],
         frozen_wall_s=statistics.median(t[0] for t in times["frozen"]),
