@@ -12,8 +12,8 @@ CPU thread; ``python -m bench micro`` reproduces the numbers):
 - forward: ``W + S`` (S = the scattered values) feeds one GEMM and is never saved for backward:
   the k*d_out entries are patched into W in place and restored bit-exactly from a cached copy of
   the original entries (a transient W + S copy for k > 16 or when the base weight trains). A
-  forward that records gradients keeps the patch until its backward has used it (or its graph is
-  freed), so a training step writes the entries twice, not four times; ``state_dict()``,
+  forward whose backward needs W (for grad_x) keeps the patch until that backward has used it (or
+  its graph is freed), so a training step writes the entries twice, not four times; ``state_dict()``,
   ``merge()`` and ``unmerge()`` restore W first. On CPU a small C loop with prefetching writes the
   entries (twice as fast as scatter_).
 - backward saves only the layer input x (what LoRA saves too) and rebuilds ``W + S`` for
@@ -299,8 +299,9 @@ class NeuroAdaLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             return self.base_layer(x)
-        # inside the autograd function grad mode is off, so whether a backward can come is decided here
-        hold = torch.is_grad_enabled() and (x.requires_grad or self.neuroada_values.requires_grad)
+        # hold W + S for backward only if its GEMM will need W (grad_x); decided here, as grad mode
+        # is off inside the autograd function
+        hold = torch.is_grad_enabled() and x.requires_grad
         return _BypassFunction.apply(x, self.neuroada_values, self.base_layer.weight, self.bias, self, hold)
 
     def extra_repr(self) -> str:

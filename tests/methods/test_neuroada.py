@@ -202,12 +202,14 @@ def test_a_forward_without_backward_restores_w_when_its_graph_goes():
     layer = _layer(2)
     w0 = layer.base_layer.weight.clone()
     x, _ = _inputs(torch.float64)
-    y = layer(x)
+    y = layer(x.requires_grad_(True))
     assert not torch.equal(layer.base_layer.weight, w0)
     del y  # the graph, and with it the hold, is freed
     assert torch.equal(layer.base_layer.weight, w0)
     with torch.no_grad():
         layer(x)  # no backward can come: nothing is held
+    assert torch.equal(layer.base_layer.weight, w0)
+    layer(x.detach())  # a backward would not need W (only the values' gradient): nothing is held
     assert torch.equal(layer.base_layer.weight, w0)
 
 
@@ -232,7 +234,9 @@ def test_two_forwards_one_backward_and_a_retained_graph():
     w0 = layer.base_layer.weight.clone()
     x, gy = _inputs(torch.float64)
     _, dv = _dense_grads(layer, x, gy)
+    x.requires_grad_(True)
     loss = (layer(x) * gy).sum() + (layer(x) * gy).sum()  # two holds on one patch
+    assert layer._holds == 2
     loss.backward(retain_graph=True)
     assert torch.equal(layer.base_layer.weight, w0)  # released by the last backward of the two
     torch.testing.assert_close(layer.neuroada_values.grad, 2 * dv, **FP64_TOL)
@@ -245,11 +249,12 @@ def test_values_moved_while_held_are_written_before_the_next_forward():
     layer = _layer(1)
     w0 = layer.base_layer.weight.clone()
     x, _ = _inputs(torch.float64)
-    y = layer(x)  # holds W + S with the current values
+    y = layer(x.requires_grad_(True))  # holds W + S with the current values
     with torch.no_grad():
         layer.neuroada_values.add_(1.0)  # e.g. an optimizer step in between, without a backward
     dense = w0.scatter_add(1, layer.neuroada_idx.long(), layer.neuroada_values.detach())
     torch.testing.assert_close(layer(x), F.linear(x, dense, layer.bias), **EXACT)
+    assert torch.equal(layer.base_layer.weight, dense)  # y's hold now keeps the new values in W
     del y
     assert torch.equal(layer.base_layer.weight, w0)
 
