@@ -9,7 +9,8 @@ frozen timings around it, so drift on a shared machine does not bias the ratios.
 
 ``--repeat N`` runs that whole plan N times, odd rounds in reverse order (so no configuration
 always follows the same one), and prints each configuration's ratio as the median and range over
-the N rounds: one run of a plan is not evidence on a shared machine (frozen alone varies by ±5%).
+the N rounds: one run of a plan is not evidence on a shared machine (frozen alone varied by up
+to 40% between processes here).
 
 ``--paired`` times each configuration against a frozen twin in its own subprocess, their steps
 alternating (see :func:`bench.micro_step.run_paired`): the ratio is fastest step over fastest
