@@ -29,7 +29,7 @@ import torch
 
 from bench import decode, lm_eval_bridge, loglik
 from bench.args import add_progress, int_list, positive_int
-from bench.evaluate import mc_choices, mc_requests
+from bench.evaluate import mc_choices, mc_metrics, mc_requests
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -146,11 +146,7 @@ def loglik_case(model, tok, lm, task, items, threads: int, args) -> dict[str, An
 def _mc_scores(task, items, spans, lls) -> dict[str, float]:
     """The task's metric, and its acc_norm form, from one side's log-likelihoods (as ``bench.evaluate``)."""
     predictions, predictions_norm = mc_choices(items, spans, lls)
-    golds = [it["gold"] for it in items]
-    out = dict(task.score(predictions, golds))
-    if len(predictions_norm) == len(golds):
-        out.update({f"{k}_norm": v for k, v in task.score(predictions_norm, golds).items()})
-    return out
+    return mc_metrics(task, predictions, predictions_norm, [it["gold"] for it in items])
 
 
 def generate_case(model, tok, lm, task, items, threads: int, args) -> dict[str, Any]:

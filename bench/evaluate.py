@@ -108,15 +108,21 @@ def mc_choices(items: Sequence[dict], spans, scores: Sequence[float]) -> tuple[l
     return predictions, predictions_norm
 
 
+def mc_metrics(task, predictions: list[int], predictions_norm: list[int], golds: list[int]) -> dict[str, float]:
+    """The task's metrics of the choices, and of the acc_norm choices as ``<metric>_norm`` (not for
+    the partial-scoring ``contexts`` form, which has none)."""
+    metrics = dict(task.score(predictions, golds))
+    if len(predictions_norm) == len(golds):
+        metrics.update({f"{k}_norm": v for k, v in task.score(predictions_norm, golds).items()})
+    return metrics
+
+
 def _multiple_choice(task, model, tokenizer, items, batch_size, device, progress) -> EvalResult:
     requests, spans = mc_requests(items)
     scores = loglik.shared(model, tokenizer, requests, batch_size=batch_size, device=device, progress=progress)
     predictions, predictions_norm = mc_choices(items, spans, scores)
     golds = [it["gold"] for it in items]
-    metrics = dict(task.score(predictions, golds))
-    if len(predictions_norm) == len(golds):  # not for the partial-scoring (contexts) form
-        norm = task.score(predictions_norm, golds)
-        metrics.update({f"{k}_norm": v for k, v in norm.items()})
+    metrics = mc_metrics(task, predictions, predictions_norm, golds)
     samples = [
         {"loglik": scores[s : s + n], "prediction": p, "gold": g}
         for (s, n), p, g in list(zip(spans, predictions, golds, strict=True))[:5]
