@@ -182,6 +182,11 @@ def _timed(setup: _Setup) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+def _columns(timed: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """The wall and the CPU seconds of ``_timed`` results, as two lists."""
+    return [t[0] for t in timed], [t[1] for t in timed]
+
+
 def _first_step(setup: _Setup) -> int:
     """Run the first warm-up step, counting the bytes it saves for backward."""
     saved = _SavedBytes(setup.model)
@@ -228,8 +233,7 @@ def run_one(spec: dict) -> dict:
         setup.step()
     if spec.get("device") == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    timed = [_timed(setup) for _ in range(spec["steps"])]
-    wall, cpu = [t[0] for t in timed], [t[1] for t in timed]
+    wall, cpu = _columns([_timed(setup) for _ in range(spec["steps"])])
     return _row(spec, setup, wall, cpu, saved)
 
 
@@ -255,20 +259,20 @@ def run_paired(spec: dict) -> dict:
     for i in range(spec["steps"]):
         for s in (frozen, setup) if i % 2 == 0 else (setup, frozen):
             times[s.name].append(_timed(s))
-    clock = 0 if spec.get("clock") == "wall" else 1
-    ours, twin = [t[clock] for t in times[setup.name]], [t[clock] for t in times["frozen"]]
+    wall, cpu = _columns(times[setup.name])
+    frozen_wall, frozen_cpu = _columns(times["frozen"])
+    ours, twin = (wall, frozen_wall) if spec.get("clock") == "wall" else (cpu, frozen_cpu)
     pairs = [a / b for a, b in zip(ours, twin, strict=True)]
-    row = _row(spec, setup, [t[0] for t in times[setup.name]], [t[1] for t in times[setup.name]], saved)
     return dict(
-        row,
+        _row(spec, setup, wall, cpu, saved),
         ratio=min(ours) / min(twin),
         pair_ratios=pairs,
         pairs_median=statistics.median(pairs),
         paired=True,
         peak_rss_mb=None,  # both models live in this process (and on its GPU)
         peak_alloc_mb=None,
-        frozen_wall_times=[t[0] for t in times["frozen"]],
-        frozen_cpu_times=[t[1] for t in times["frozen"]],
-        frozen_wall_s=statistics.median(t[0] for t in times["frozen"]),
-        frozen_cpu_s=statistics.median(t[1] for t in times["frozen"]),
+        frozen_wall_times=frozen_wall,
+        frozen_cpu_times=frozen_cpu,
+        frozen_wall_s=statistics.median(frozen_wall),
+        frozen_cpu_s=statistics.median(frozen_cpu),
     )
