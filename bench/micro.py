@@ -113,10 +113,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_progress(parser)
 
 
+def run_spec(spec: dict) -> dict:
+    """One configuration's row, in this process (the child's work; tests call it directly)."""
+    return (run_paired if spec.get("paired") else run_one)(spec)
+
+
 def _child(argv: list[str]) -> int:
-    spec = json.loads(argv[0])
-    row = (run_paired if spec.get("paired") else run_one)(spec)
-    print(_RESULT + json.dumps(row), flush=True)
+    print(_RESULT + json.dumps(run_spec(json.loads(argv[0]))), flush=True)
     return 0
 
 

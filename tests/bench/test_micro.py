@@ -14,6 +14,29 @@ ROOT = Path(__file__).resolve().parents[2]
 # hidden 32, 2 heads (= 2 KV heads), intermediate 64, 1 layer: q, k, v, o, down give 32 outputs
 # each and gate, up 64 each, so NeuroAda trains k * 288 values.
 SUM_D_OUT = 5 * 32 + 2 * 64
+TINY_ARGS = ["--hidden", "32", "--layers", "1", "--heads", "2", "--intermediate", "64", "--vocab", "128",
+             "--batch", "2", "--seq", "8", "--warmup", "1", "--no-progress"]  # fmt: skip
+
+
+@pytest.fixture
+def micro_in_process(monkeypatch, capsys):
+    """``bench micro`` through the CLI in this process: each configuration's child work runs here
+    instead of in a fresh interpreter (test_micro_reports_each_configuration covers the subprocess);
+    returns a function of the arguments that gives the exit code and stdout."""
+    from bench import cli, micro
+
+    monkeypatch.setattr(micro, "_run_config", lambda spec, env: (micro.run_spec(spec), ""))
+    threads = torch.get_num_threads()  # the child sets the thread count
+
+    def run(*argv: str) -> tuple[int, str]:
+        capsys.readouterr()
+        try:
+            code = cli.main(["micro", *TINY_ARGS, *argv])
+        finally:
+            torch.set_num_threads(threads)
+        return code, capsys.readouterr().out
+
+    return run
 
 
 def test_micro_reports_each_configuration(tmp_path):
@@ -37,23 +60,19 @@ def test_micro_reports_each_configuration(tmp_path):
     assert "neuroada" in proc.stdout and "× frozen" in proc.stdout
 
 
-def test_repeat_runs_the_plan_in_rounds_and_summarizes(tmp_path):
+def test_repeat_runs_the_plan_in_rounds_and_summarizes(micro_in_process, tmp_path):
     out = tmp_path / "micro.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "micro", "--hidden", "32", "--layers", "1", "--heads", "2",
-         "--intermediate", "64", "--vocab", "128", "--batch", "2", "--seq", "8", "--steps", "1",
-         "--warmup", "1", "--k", "1", "--configs", "neuroada,lora", "--repeat", "2", "--no-progress",
-         "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    code, stdout = micro_in_process(
+        "--steps", "1", "--k", "1", "--configs", "neuroada,lora", "--repeat", "2", "--json", str(out)
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert code == 0
     rows = json.loads(out.read_text())
     # each round: frozen, neuroada k=1, lora, frozen; the second in reverse order
     assert [(r["round"], r["config"]) for r in rows] == [
         (0, "frozen"), (0, "neuroada"), (0, "lora"), (0, "frozen"),
         (1, "frozen"), (1, "lora"), (1, "neuroada"), (1, "frozen"),
     ]  # fmt: skip
-    assert "over 2 interleaved rounds" in proc.stdout and "| neuroada k=1 |" in proc.stdout
+    assert "over 2 interleaved rounds" in stdout and "| neuroada k=1 |" in stdout
 
 
 def test_summarize_takes_the_median_and_range_of_each_ratio():
@@ -71,12 +90,12 @@ def test_summarize_takes_the_median_and_range_of_each_ratio():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
-def test_cuda_without_a_gpu_is_a_usage_error():
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "micro", "--device", "cuda", "--no-progress"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 2 and "--device cuda" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+def test_cuda_without_a_gpu_is_a_usage_error(capsys):
+    from bench import cli
+
+    assert cli.main(["micro", "--device", "cuda", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--device cuda" in err and len(err.strip().splitlines()) == 1
 
 
 def test_the_table_shows_the_allocator_peak_on_cuda():
@@ -92,36 +111,27 @@ def test_the_table_shows_the_allocator_peak_on_cuda():
     assert "peak alloc MB" in cuda[0] and cuda[2].endswith("| 1,234 | 5 | 10.0000% |")
 
 
-def test_micro_runs_shira_at_neuroadas_budget(tmp_path):
+def test_micro_runs_shira_at_neuroadas_budget(micro_in_process, tmp_path):
     out = tmp_path / "micro.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "micro", "--hidden", "32", "--layers", "1", "--heads", "2",
-         "--intermediate", "64", "--vocab", "128", "--batch", "2", "--seq", "8", "--steps", "1",
-         "--warmup", "1", "--k", "2,4", "--configs", "shira", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, _ = micro_in_process("--steps", "1", "--k", "2,4", "--configs", "shira", "--json", str(out))
+    assert code == 0
     got = {(r["config"], r["k"]): r for r in json.loads(out.read_text())}
     sides = 4 * (32 + 32) + 3 * (32 + 64)  # SHiRA: r (d_in + d_out) per target: q, k, v, o; gate, up, down
     for k, r in ((2, 1), (4, 2)):  # r = round(k * 288 / 544)
         assert got[("shira", k)]["trainable"] == r * sides
 
 
-def test_paired_runs_each_configuration_beside_its_own_frozen_twin(tmp_path):
+def test_paired_runs_each_configuration_beside_its_own_frozen_twin(micro_in_process, tmp_path):
     out = tmp_path / "micro.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "micro", "--hidden", "32", "--layers", "1", "--heads", "2",
-         "--intermediate", "64", "--vocab", "128", "--batch", "2", "--seq", "8", "--steps", "2",
-         "--warmup", "1", "--k", "1", "--configs", "neuroada,lora", "--paired", "--repeat", "2",
-         "--no-progress", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    code, stdout = micro_in_process(
+        "--steps", "2", "--k", "1", "--configs", "neuroada,lora", "--paired", "--repeat", "2", "--json", str(out)
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert code == 0
     rows = json.loads(out.read_text())
     # no frozen rows: each ratio comes from its own process's pairs
     assert [(r["round"], r["config"]) for r in rows] == [(0, "neuroada"), (0, "lora"), (1, "lora"), (1, "neuroada")]
     for r in rows:
         assert r["paired"] and len(r["pair_ratios"]) == len(r["frozen_cpu_times"]) == 2
         assert r["ratio"] == min(r["cpu_times"]) / min(r["frozen_cpu_times"])
-    assert "paired: each configuration beside a frozen twin" in proc.stdout and "| neuroada k=1 |" in proc.stdout
-    assert "pairs median" in proc.stdout
+    assert "paired: each configuration beside a frozen twin" in stdout and "| neuroada k=1 |" in stdout
+    assert "pairs median" in stdout
