@@ -37,6 +37,10 @@ Columns:
   the base model's parameters.
 
 ``official`` is the official NeuroAda code's way (:class:`bench.micro_step.DenseScatterLinear`).
+``kept_inputs`` is frozen with each target linear's input kept until backward
+(:class:`bench.micro_step.KeptInputLinear`): the same arithmetic as frozen, plus the memory that any
+method with a gradient for those weights must keep (LoRA, NeuroAda, masked sparse, full
+fine-tuning) unless it recomputes them, so its ratio is such a method's floor.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ import torch
 from bench.args import add_progress
 from bench.micro_step import run_one, run_paired
 
-CONFIGS = ("frozen", "lora", "dora", "full_ft", "masked_sparse", "official", "shira", "neuroada")
+CONFIGS = ("frozen", "kept_inputs", "lora", "dora", "full_ft", "masked_sparse", "official", "shira", "neuroada")
 K_CONFIGS = ("masked_sparse", "official", "shira", "neuroada")  # run once per --k
 _RESULT = "MICRO_RESULT "
 _ROOT = Path(__file__).resolve().parent.parent
@@ -279,7 +283,8 @@ def main(args: argparse.Namespace) -> int:
     }
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
-    missing = sorted({n for n, _ in plan if n not in ("frozen", "official", "shira") and n not in methods.names()})
+    own = ("frozen", "kept_inputs", "official", "shira")  # built here, not registered methods
+    missing = sorted({n for n, _ in plan if n not in own and n not in methods.names()})
     for name in missing:
         print(f"note: skipping {name}: not registered (methods: {', '.join(methods.names())})")
     rounds = [plan if r % 2 == 0 else plan[::-1] for r in range(args.repeat)]

@@ -52,15 +52,59 @@ class DenseScatterLinear(nn.Module):
         return F.linear(x, w_eff, self.base.bias)
 
 
+def _wrap_targets(model: nn.Module, wrap: Callable[[nn.Linear], nn.Module], targets: tuple[str, ...]) -> None:
+    from methods._base import find_targets, set_submodule
+
+    for name, module in find_targets(model, targets):
+        set_submodule(model, name, wrap(module))
+
+
 def apply_dense_scatter(model: nn.Module, k: int, targets: tuple[str, ...] = LLAMA_TARGETS) -> list[nn.Parameter]:
     """Freeze ``model`` and wrap its target linears in :class:`DenseScatterLinear`; returns the values."""
-    from methods._base import freeze, set_submodule
+    from methods._base import freeze
 
     freeze(model)
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n.rsplit(".", 1)[-1] in targets]
-    for name in names:
-        set_submodule(model, name, DenseScatterLinear(model.get_submodule(name), k))
+    _wrap_targets(model, lambda base: DenseScatterLinear(base, k), targets)
     return [p for p in model.parameters() if p.requires_grad]
+
+
+# ---------------------------------------------------------------------------------------------
+# The floor of any method that trains the targets: frozen, but each target keeps its input
+# ---------------------------------------------------------------------------------------------
+class _KeepInput(torch.autograd.Function):
+    """``F.linear(x, w, b)`` that saves ``x`` for backward, as every method with a gradient for
+    (part of) ``w`` must, though its backward computes only the input's gradient, as frozen's does."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        _, weight = ctx.saved_tensors
+        return grad @ weight, None, None
+
+
+class KeptInputLinear(nn.Module):
+    """A frozen linear whose input lives until backward (:class:`_KeepInput`)."""
+
+    def __init__(self, base: nn.Linear) -> None:
+        super().__init__()
+        self.base = base
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _KeepInput.apply(x, self.base.weight, self.base.bias)
+
+
+def apply_kept_inputs(model: nn.Module, targets: tuple[str, ...] = LLAMA_TARGETS) -> None:
+    """Freeze ``model`` (backward still runs through every layer) and wrap its target linears in
+    :class:`KeptInputLinear`: ``kept_inputs`` costs what keeping the inputs alive costs, no more."""
+    from methods._base import freeze
+
+    freeze(model)
+    model.enable_input_require_grads()
+    _wrap_targets(model, KeptInputLinear, targets)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,6 +189,8 @@ def _setup(spec: dict, name: str) -> _Setup:
     if name == "frozen":
         freeze(model)
         model.enable_input_require_grads()  # backward through every layer, no weight gradients
+    elif name == "kept_inputs":
+        apply_kept_inputs(model)
     elif name == "official":
         opt = torch.optim.AdamW(apply_dense_scatter(model, k), lr=8e-3, weight_decay=0.0)
     elif name == "shira":  # peft's SHiRA preset at NeuroAda k's budget: r (d_in + d_out) ~ k d_out, r >= 1

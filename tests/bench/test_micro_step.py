@@ -29,6 +29,26 @@ def test_dense_scatter_reference_equals_neuroada_bit_for_bit():
     assert torch.equal(ref(x), ours(x))
 
 
+def _loss_and_input_grad(setup) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.randint(0, TINY["vocab"], (TINY["batch"], TINY["seq"]), generator=torch.Generator().manual_seed(1))
+    emb = setup.model.get_input_embeddings()(ids).detach().requires_grad_()
+    loss = setup.model(inputs_embeds=emb, labels=ids).loss
+    loss.backward()
+    return loss.detach(), emb.grad
+
+
+def test_kept_inputs_computes_what_frozen_computes_and_keeps_the_targets_inputs():
+    frozen, kept = micro_step._setup(TINY, "frozen"), micro_step._setup(TINY, "kept_inputs")
+    assert sum(isinstance(m, micro_step.KeptInputLinear) for m in kept.model.modules()) == 7
+    for got, want in zip(_loss_and_input_grad(kept), _loss_and_input_grad(frozen), strict=True):
+        assert torch.equal(got, want)
+    # kept beyond frozen's, per token: q/k/v's shared input (hidden 32), gate/up's (32), down's (64);
+    # o's input shares its storage with the attention output, which frozen keeps already
+    tokens = TINY["batch"] * TINY["seq"]
+    assert micro_step._first_step(kept) - micro_step._first_step(frozen) == 4 * tokens * (32 + 32 + 64)
+    assert micro_step.run_one(dict(TINY, config="kept_inputs"))["trainable"] == 0
+
+
 def test_run_one_times_the_configured_steps():
     row = micro_step.run_one(dict(TINY, config="neuroada", k=2))
     assert len(row["cpu_times"]) == len(row["wall_times"]) == 4
