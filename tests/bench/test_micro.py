@@ -121,6 +121,15 @@ def test_micro_runs_shira_at_neuroadas_budget(micro_in_process, tmp_path):
         assert got[("shira", k)]["trainable"] == r * sides
 
 
+def test_kept_inputs_is_run_as_a_reference_not_skipped_as_unregistered(micro_in_process, tmp_path):
+    out = tmp_path / "micro.json"
+    code, stdout = micro_in_process("--steps", "1", "--configs", "kept_inputs", "--json", str(out))
+    assert code == 0 and "skipping" not in stdout
+    rows = json.loads(out.read_text())
+    assert [r["config"] for r in rows] == ["frozen", "kept_inputs", "frozen"] and rows[1]["trainable"] == 0
+    assert "| kept_inputs |" in stdout
+
+
 def test_paired_runs_each_configuration_beside_its_own_frozen_twin(micro_in_process, tmp_path):
     out = tmp_path / "micro.json"
     code, stdout = micro_in_process(
