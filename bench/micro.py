@@ -56,7 +56,7 @@ from pathlib import Path
 import torch
 
 from bench.args import add_progress
-from bench.micro_step import run_one, run_paired
+from bench.micro_step import OWN_CONFIGS, run_one, run_paired
 
 CONFIGS = ("frozen", "kept_inputs", "lora", "dora", "full_ft", "masked_sparse", "official", "shira", "neuroada")
 K_CONFIGS = ("masked_sparse", "official", "shira", "neuroada")  # run once per --k
@@ -283,8 +283,7 @@ def main(args: argparse.Namespace) -> int:
     }
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
-    own = ("frozen", "kept_inputs", "official", "shira")  # built here, not registered methods
-    missing = sorted({n for n, _ in plan if n not in own and n not in methods.names()})
+    missing = sorted({n for n, _ in plan if n not in OWN_CONFIGS and n not in methods.names()})
     for name in missing:
         print(f"note: skipping {name}: not registered (methods: {', '.join(methods.names())})")
     rounds = [plan if r % 2 == 0 else plan[::-1] for r in range(args.repeat)]

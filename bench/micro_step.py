@@ -97,16 +97,6 @@ class KeptInputLinear(nn.Module):
         return _KeepInput.apply(x, self.base.weight, self.base.bias)
 
 
-def apply_kept_inputs(model: nn.Module, targets: tuple[str, ...] = LLAMA_TARGETS) -> None:
-    """Freeze ``model`` (backward still runs through every layer) and wrap its target linears in
-    :class:`KeptInputLinear`: ``kept_inputs`` costs what keeping the inputs alive costs, no more."""
-    from methods._base import freeze
-
-    freeze(model)
-    model.enable_input_require_grads()
-    _wrap_targets(model, KeptInputLinear, targets)
-
-
 # ---------------------------------------------------------------------------------------------
 # One configuration (runs in the subprocess)
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +166,10 @@ class _Setup:
     step: Callable[[], None]
 
 
+OWN_CONFIGS = ("frozen", "kept_inputs", "official", "shira")
+"""Configurations that :func:`_setup` builds itself; the others are registered methods."""
+
+
 def _setup(spec: dict, name: str) -> _Setup:
     """Build the model of ``spec`` (on its device and dtype) and apply configuration ``name``."""
     import methods
@@ -186,11 +180,11 @@ def _setup(spec: dict, name: str) -> _Setup:
     base_params = count_parameters(model)
     k = spec.get("k")
     opt, method = None, None
-    if name == "frozen":
+    if name in ("frozen", "kept_inputs"):
         freeze(model)
         model.enable_input_require_grads()  # backward through every layer, no weight gradients
-    elif name == "kept_inputs":
-        apply_kept_inputs(model)
+        if name == "kept_inputs":  # costs what keeping the targets' inputs alive costs, no more
+            _wrap_targets(model, KeptInputLinear, LLAMA_TARGETS)
     elif name == "official":
         opt = torch.optim.AdamW(apply_dense_scatter(model, k), lr=8e-3, weight_decay=0.0)
     elif name == "shira":  # peft's SHiRA preset at NeuroAda k's budget: r (d_in + d_out) ~ k d_out, r >= 1
