@@ -126,8 +126,8 @@ void neuroada_put_rows(void* w, int64_t ldw, const int32_t* idx, const void* src
    four at a time: the indices and the sums stay in registers over the four rows, and the next four
    x rows are prefetched a slice per step (g's rows stream, which the hardware prefetcher follows).
    Against one token at a time, reading and writing the sums for each, this took 0.90x, 0.75x and
-   0.84x the time on 768x768, 2048x768 and 768x2048 layers (1,024 tokens, k=1, caches flushed, best
-   of 30, interleaved, 3 runs on this project's Xeon; e.g. 0.47 -> 0.42 ms on 768x768). */
+   0.84x the time on 768x768, 2048x768 and 768x2048 layers (1,024 tokens, k=1, 64 MB written between
+   calls, best of 30, interleaved, 3 runs on this project's Xeon; e.g. 0.47 -> 0.42 ms on 768x768). */
 #ifdef __AVX512F__
 /* a[i..i+16) (lanes in m) += sum over the rows r < nr of g_r[i..] * x_r[c[i..]] */
 static inline void gather_rows(const float* const* gr, const float* const* xr, int nr, const int32_t* c,
