@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # each and gate, up 64 each, so NeuroAda trains k * 288 values.
 SUM_D_OUT = 5 * 32 + 2 * 64
 TINY_ARGS = ["--hidden", "32", "--layers", "1", "--heads", "2", "--intermediate", "64", "--vocab", "128",
-             "--batch", "2", "--seq", "8", "--warmup", "1", "--no-progress"]  # fmt: skip
+             "--batch", "2", "--seq", "8", "--warmup", "1"]  # fmt: skip
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def micro_in_process(monkeypatch, capsys):
     def run(*argv: str) -> tuple[int, str]:
         capsys.readouterr()
         try:
-            code = cli.main(["micro", *TINY_ARGS, *argv])
+            code = cli.main(["micro", *TINY_ARGS, "--no-progress", *argv])
         finally:
             torch.set_num_threads(threads)
         return code, capsys.readouterr().out
@@ -42,9 +42,8 @@ def micro_in_process(monkeypatch, capsys):
 def test_micro_reports_each_configuration(tmp_path):
     out = tmp_path / "micro.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "micro", "--hidden", "32", "--layers", "1", "--heads", "2",
-         "--intermediate", "64", "--vocab", "128", "--batch", "2", "--seq", "8", "--steps", "1",
-         "--warmup", "1", "--k", "1,2", "--configs", "neuroada,official,lora", "--json", str(out)],
+        [sys.executable, "-m", "bench", "micro", *TINY_ARGS, "--steps", "1", "--k", "1,2",
+         "--configs", "neuroada,official,lora", "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
