@@ -165,7 +165,7 @@ void neuroada_grad_gather(const float* g, int64_t ldg, const float* x, int64_t l
             for (int r = 0; r < nr; ++r) gr[r] = g + (n0 + r) * ldg, xr[r] = x + (n0 + r) * ldx;
             for (int64_t s = 0, i = i0; i < i1; ++s, i += 16) {
                 for (int r = 0; r < np; ++r) {  /* the next block's x rows, a slice per step */
-                    const float* xn = xr[0] + (nr + r) * ldx;  /* np > 0 only after a full block */
+                    const float* xn = x + (n0 + nr + r) * ldx;
                     for (int64_t l = s * x_per_step; l < (s + 1) * x_per_step && l < x_lines; ++l)
                         _mm_prefetch((const char*)(xn + l * 16), _MM_HINT_T0);
                 }
