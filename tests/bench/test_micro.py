@@ -26,14 +26,10 @@ def micro_in_process(monkeypatch, capsys):
     from bench import cli, micro
 
     monkeypatch.setattr(micro, "_run_config", lambda spec, env: (micro.run_spec(spec), ""))
-    threads = torch.get_num_threads()  # the child sets the thread count
 
     def run(*argv: str) -> tuple[int, str]:
         capsys.readouterr()
-        try:
-            code = cli.main(["micro", *TINY_ARGS, "--no-progress", *argv])
-        finally:
-            torch.set_num_threads(threads)
+        code = cli.main(["micro", *TINY_ARGS, "--no-progress", *argv])  # --threads 1, as conftest sets
         return code, capsys.readouterr().out
 
     return run
