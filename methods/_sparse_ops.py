@@ -63,7 +63,7 @@ def value_grad(g2: torch.Tensor, x2: torch.Tensor, idx: torch.Tensor, values_dty
         out = _value_grad_gather(g2, x2, idx, dtype)
     else:
         out = _value_grad_sddmm(g2, x2, idx, dtype)
-    return out.to(values_dtype)
+    return out if out.dtype == values_dtype else out.to(values_dtype)
 
 
 def _value_grad_kernel(lib: ctypes.CDLL, g2: torch.Tensor, x2: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -71,7 +71,7 @@ def _value_grad_kernel(lib: ctypes.CDLL, g2: torch.Tensor, x2: torch.Tensor, idx
     n, d_out = g2.shape
     d_in, k = x2.shape[1], idx.shape[1]
     threads = torch.get_num_threads()
-    idx32 = idx.to(torch.int32)
+    idx32 = _int32(idx)
     if k <= _KERNEL_GATHER_MAX_K:
         idx_t = idx32.t().contiguous()
         out_t = torch.empty(k, d_out)
@@ -80,7 +80,6 @@ def _value_grad_kernel(lib: ctypes.CDLL, g2: torch.Tensor, x2: torch.Tensor, idx
             n, d_out, k, threads,
         )  # fmt: skip
         return out_t.t()
-    idx32 = idx32.contiguous()
     out = torch.empty(d_out, k)
     nb = _KERNEL_TOKEN_BLOCK
     gt, xt = torch.empty(d_out * nb), torch.empty(d_in * nb)
@@ -155,9 +154,15 @@ def put_entries(weight: torch.Tensor, idx: torch.Tensor, src: torch.Tensor) -> N
     if lib is None or weight.element_size() not in (2, 4, 8):
         weight.scatter_(1, idx.long(), src)
         return
-    idx32 = idx.to(torch.int32).contiguous()
-    src = src.to(weight.dtype).contiguous()
+    idx32 = _int32(idx)
+    src = src if src.dtype == weight.dtype and src.is_contiguous() else src.to(weight.dtype).contiguous()
     d_out, k = idx32.shape
     lib.neuroada_put_rows(
         weight.data_ptr(), weight.stride(0), idx32.data_ptr(), src.data_ptr(), d_out, k, weight.element_size()
     )
+
+
+def _int32(idx: torch.Tensor) -> torch.Tensor:
+    """idx as contiguous int32 for the kernels, without a dispatch when it is already (the usual case:
+    a step calls this for every layer, and a no-op ``.to`` costs 2 us)."""
+    return idx if idx.dtype == torch.int32 and idx.is_contiguous() else idx.to(torch.int32).contiguous()

@@ -236,7 +236,7 @@ def test_two_forwards_one_backward_and_a_retained_graph():
     _, dv = _dense_grads(layer, x, gy)
     x.requires_grad_(True)
     loss = (layer(x) * gy).sum() + (layer(x) * gy).sum()  # two holds on one patch
-    assert layer._holds == 2
+    assert layer._patch.holds == 2
     loss.backward(retain_graph=True)
     assert torch.equal(layer.base_layer.weight, w0)  # released by the last backward of the two
     torch.testing.assert_close(layer.neuroada_values.grad, 2 * dv, **FP64_TOL)
