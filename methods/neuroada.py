@@ -16,9 +16,11 @@ CPU thread; ``python -m bench micro`` reproduces the numbers):
   its graph is freed), so a training step writes the entries twice, not four times; ``state_dict()``,
   ``merge()`` and ``unmerge()`` restore W first. On CPU a small C loop with prefetching writes the
   entries (twice as fast as scatter_).
-- backward saves only the layer input x (what LoRA saves too) and rebuilds ``W + S`` for
-  ``grad_x = g @ (W + S)``. The value gradient ``grad[i, j] = sum_n g[n, i] * x[n, idx[i, j]]``
-  never forms a dense d_out x d_in tensor nor a (tokens, d_out, k) one: C kernels on CPU in fp32
+- backward saves only the layer input x (what LoRA saves too), or only the columns of x that idx
+  reads for the layers in ``compact_inputs`` (by default down_proj, whose input nothing else keeps:
+  at k=1 a quarter to a third of its columns), and rebuilds ``W + S`` for ``grad_x = g @ (W + S)``.
+  The value gradient ``grad[i, j] = sum_n g[n, i] * x[n, idx[i, j]]`` never forms a dense
+  d_out x d_in tensor nor a (tokens, d_out, k) one: C kernels on CPU in fp32
   (``methods/neuroada_kernels.c``, compiled once per machine by ``methods/_kernels.py``; torch has
   no fused gather-multiply-reduce), torch ops otherwise (``methods/_sparse_ops.py``).
   ``BENCH_NEUROADA_KERNEL=0`` turns the C kernels off.
@@ -86,14 +88,22 @@ class NeuroAdaConfig:
     """dtype of the trainable values: ``float32`` (the default; a bf16 base still trains fp32
     values), or ``model`` (the base weight's dtype). None: float32, or the model's when faithful."""
 
+    compact_inputs: tuple[str, ...] | None = None
+    """Target layers (names or name suffixes) that keep for backward only the input columns their value
+    gradient reads, when those are at most half of the input (at k=1 a quarter to a third of a LLaMA
+    down_proj's). Gradients are bit-identical; the saved bytes shrink. Name only layers whose input no
+    other op keeps for backward, or it is kept twice: q, k and v share theirs, and o_proj's is the
+    attention output, which attention keeps. None: ``down_proj`` where the model has one; ``()``: none."""
+
     faithful: bool = False
     """Keep the official code's dtypes: values in the model dtype and int64 indices (the official
     code stores flat int64 positions ``i * d_in + col``, ours per-row columns in the same order)."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.target_modules, (list, str)):
-            names = (self.target_modules,) if isinstance(self.target_modules, str) else self.target_modules
-            object.__setattr__(self, "target_modules", tuple(names))
+        for field in ("target_modules", "compact_inputs"):
+            names = getattr(self, field)
+            if isinstance(names, (list, str)):
+                object.__setattr__(self, field, (names,) if isinstance(names, str) else tuple(names))
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"neuroada.lr={self.lr!r} must be a finite number > 0 (e.g. 8e-3)")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k <= 0:
@@ -104,6 +114,11 @@ class NeuroAdaConfig:
             raise ValueError(
                 f"neuroada.target_modules={self.target_modules!r} must be None (the model's defaults) "
                 "or a non-empty tuple of module names such as ('q_proj', 'v_proj')"
+            )
+        if self.compact_inputs is not None and not all(isinstance(t, str) and t for t in self.compact_inputs):
+            raise ValueError(
+                f"neuroada.compact_inputs={self.compact_inputs!r} must be None (down_proj where the model "
+                "has one), () (none) or a tuple of module names such as ('down_proj',)"
             )
         if self.selection not in SELECTIONS:
             raise ValueError(f"neuroada.selection={self.selection!r} must be one of {', '.join(SELECTIONS)}")
@@ -145,6 +160,7 @@ class NeuroAdaLinear(nn.Module):
         value_dtype: torch.dtype = torch.float32,
         index_dtype: torch.dtype = torch.int32,
         config: NeuroAdaConfig | None = None,
+        compact_input: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(base_layer, nn.Linear):
@@ -168,8 +184,9 @@ class NeuroAdaLinear(nn.Module):
         self.neuroada_values = nn.Parameter(torch.zeros(d_out, idx.shape[1], dtype=value_dtype, device=weight.device))
         self.register_buffer("neuroada_idx", idx.to(index_dtype))
         self.merged = False
+        self.compact_input = compact_input  # keep only the input columns idx reads (see input_columns)
         self._unmerged_entries: torch.Tensor | None = None  # W at idx before merge(), for a bit-exact unmerge
-        self._patch = _PatchState()
+        self._state = _State()
         self.register_state_dict_pre_hook(lambda module, prefix, keep_vars: module.unpatch())
         self.register_load_state_dict_pre_hook(lambda module, *args: module.unpatch())
 
@@ -225,14 +242,14 @@ class NeuroAdaLinear(nn.Module):
 
     # The patch. The hot path (a training forward and its backward, per layer) passes W, idx and the
     # values along instead of reading them off the module again: an nn.Module attribute read costs
-    # 1.3 us and a write 3 us, so the bookkeeping lives in a slotted _PatchState (0.1 us per access).
+    # 1.3 us and a write 3 us, so the bookkeeping lives in a slotted _State (0.1 us per access).
     def _patch_in_place(self, w: torch.Tensor, idx: torch.Tensor) -> bool:
         return idx.shape[1] <= _PATCH_MAX_K and not w.requires_grad
 
     def _patched_entries(self, w: torch.Tensor, idx: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """W's own entries at idx plus the values (no graph); the entries are cached and re-read
         whenever W changed since (never while W + S is in W)."""
-        p = self._patch
+        p = self._state
         if p.version is None:
             key = (w.data_ptr(), w._version)
             if p.entries is None or p.entries_key != key:
@@ -242,24 +259,24 @@ class NeuroAdaLinear(nn.Module):
 
     def _write_patch(self, w: torch.Tensor, idx: torch.Tensor, values: torch.Tensor) -> None:
         put_entries(w, idx, self._patched_entries(w, idx, values))
-        self._patch.version = values._version
+        self._state.version = values._version
 
     def _restore(self, w: torch.Tensor, idx: torch.Tensor) -> None:
-        p = self._patch
+        p = self._state
         put_entries(w, idx, p.entries)
         p.entries_key, p.version = (w.data_ptr(), w._version), None
 
     def hold_patch(self, w: torch.Tensor, idx: torch.Tensor, values: torch.Tensor) -> _Hold:
         """Write W + S into W (if a hold has not already) and keep it there until the returned hold is
         released: by the backward of the forward that took it, or when that graph is freed."""
-        p = self._patch
+        p = self._state
         if p.holds == 0 or p.version != values._version:  # not in W yet, or the values moved since
             self._write_patch(w, idx, values)
         p.holds += 1
         return _Hold(self, p.epoch)
 
     def _release(self, epoch: int) -> None:
-        p = self._patch
+        p = self._state
         if epoch != p.epoch or p.holds == 0:
             return
         p.holds -= 1
@@ -268,7 +285,7 @@ class NeuroAdaLinear(nn.Module):
 
     def unpatch(self) -> None:
         """Restore W now if a forward still holds W + S in it (their backward then patches again)."""
-        p = self._patch
+        p = self._state
         if p.holds:
             self._restore(self.base_layer.weight, self.neuroada_idx)
             p.holds = 0
@@ -284,8 +301,8 @@ class NeuroAdaLinear(nn.Module):
             w_eff = w.detach().clone(memory_format=torch.contiguous_format)
             yield w_eff.scatter_(1, idx.long(), self._patched_entries(w, idx, values))
             return
-        if self._patch.holds:  # already W + S; rewrite only if the values moved since
-            if self._patch.version != values._version:
+        if self._state.holds:  # already W + S; rewrite only if the values moved since
+            if self._state.version != values._version:
                 self._write_patch(w, idx, values)
             yield w
             return
@@ -304,14 +321,30 @@ class NeuroAdaLinear(nn.Module):
         base = self.base_layer
         return _BypassFunction.apply(x, self.neuroada_values, base.weight, base.bias, self, hold)
 
+    def input_columns(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(cols, pos)`` when this layer keeps a compact input: the distinct columns of idx (sorted)
+        and idx's positions among them, both in idx's dtype, so ``x[..., cols][..., pos[i, j]]`` is
+        ``x[..., idx[i, j]]``. None when it keeps all of x: not ``compact_input``, or the columns are
+        more than half of d_in. Cached until idx changes (``load_state_dict`` writes it in place)."""
+        if not self.compact_input:
+            return None
+        s = self._state
+        key = (idx.data_ptr(), idx._version)
+        if s.columns_key != key:
+            cols, pos = torch.unique(idx, sorted=True, return_inverse=True)
+            s.columns = (cols, pos.to(idx.dtype)) if 2 * cols.numel() <= self.in_features else None
+            s.columns_key = key
+        return s.columns
+
     def extra_repr(self) -> str:
-        return f"k={self.k}, values={self.neuroada_values.dtype}, merged={self.merged}"
+        compact = ", compact_input=True" if self.compact_input else ""
+        return f"k={self.k}, values={self.neuroada_values.dtype}, merged={self.merged}{compact}"
 
 
-class _PatchState:
-    """The bookkeeping of one layer's W + S patch."""
+class _State:
+    """One layer's bookkeeping: its W + S patch and its compact input's columns."""
 
-    __slots__ = ("holds", "epoch", "version", "entries", "entries_key")
+    __slots__ = ("holds", "epoch", "version", "entries", "entries_key", "columns", "columns_key")
 
     def __init__(self) -> None:
         self.holds = 0  # forward passes whose backward still wants W + S in place (see hold_patch)
@@ -319,6 +352,8 @@ class _PatchState:
         self.version: int | None = None  # values._version written into W while held
         self.entries: torch.Tensor | None = None  # W at idx, cached for the patch and its restore
         self.entries_key: tuple[int, int] | None = None  # (data_ptr, _version) of W when cached
+        self.columns: tuple[torch.Tensor, torch.Tensor] | None = None  # input_columns(), cached
+        self.columns_key: tuple[int, int] | None = None  # (data_ptr, _version) of idx when cached
 
 
 class _Hold:
@@ -346,7 +381,7 @@ class _BypassFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, values, weight, bias, layer, hold):
         idx = layer.neuroada_idx
-        ctx.layer, ctx.weight, ctx.bias, ctx.idx, ctx.x_dtype = layer, weight, bias, idx, x.dtype
+        ctx.layer, ctx.weight, ctx.bias, ctx.x_dtype = layer, weight, bias, x.dtype
         ctx.hold = None
         if hold and layer._patch_in_place(weight, idx):  # W + S stays in W for backward's GEMM
             ctx.hold = layer.hold_patch(weight, idx, values)
@@ -354,8 +389,11 @@ class _BypassFunction(torch.autograd.Function):
         else:
             with layer.effective_weight(weight, idx, values) as w_eff:
                 y = F.linear(x, w_eff, bias)
-        needs_x = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
-        ctx.save_for_backward(x if needs_x else None, values)
+        ctx.idx = ctx.value_idx = idx  # value_idx: idx's columns in the x that backward gets
+        kept = x if ctx.needs_input_grad[1] or ctx.needs_input_grad[2] else None
+        if kept is not None and not ctx.needs_input_grad[2] and (columns := layer.input_columns(idx)) is not None:
+            kept, ctx.value_idx = x.index_select(-1, columns[0]), columns[1]  # the columns idx reads
+        ctx.save_for_backward(kept, values)
         return y
 
     @staticmethod
@@ -367,9 +405,9 @@ class _BypassFunction(torch.autograd.Function):
         grad_x = grad_values = grad_weight = grad_bias = None
         # The value gradient first: g is still in cache from the op that produced it.
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            x2 = x.reshape(-1, d_in)
+            x2 = x.reshape(-1, x.shape[-1])
             if ctx.needs_input_grad[1]:
-                grad_values = value_grad(g2, x2, idx, values.dtype)
+                grad_values = value_grad(g2, x2, ctx.value_idx, values.dtype)
             if ctx.needs_input_grad[2]:  # only when a caller unfroze the base weight
                 grad_weight = (g2.t() @ x2).to(weight.dtype)
         if ctx.needs_input_grad[0]:
@@ -400,9 +438,26 @@ def _require_fresh(model: nn.Module) -> None:
         )
 
 
+def _compact_names(model: nn.Module, cfg: NeuroAdaConfig, layers: Iterable[str]) -> set[str]:
+    """The adapted layers named by ``cfg.compact_inputs`` (None: every ``down_proj``)."""
+    names = cfg.compact_inputs
+    if names is None:
+        names = ("down_proj",) if any(n.rsplit(".", 1)[-1] == "down_proj" for n, _ in model.named_modules()) else ()
+    if not names:
+        return set()
+    chosen = {n for n, _ in find_targets(model, names)} & set(layers)
+    if not chosen and cfg.compact_inputs is not None:
+        raise UsageError(
+            f"neuroada.compact_inputs={cfg.compact_inputs!r} names no layer that NeuroAda adapts here; "
+            "name some of its target_modules, or drop the setting"
+        )
+    return chosen
+
+
 def _inject(
     model: nn.Module, layers: dict[str, tuple[nn.Linear, torch.Tensor]], cfg: NeuroAdaConfig
 ) -> dict[str, NeuroAdaLinear]:
+    compact = _compact_names(model, cfg, layers)
     freeze(model)
     out = {}
     for name, (linear, idx) in layers.items():
@@ -412,6 +467,7 @@ def _inject(
             value_dtype=cfg.values_dtype(linear.weight.dtype),
             index_dtype=cfg.index_dtype,
             config=cfg,
+            compact_input=name in compact,
         )
         set_submodule(model, name, layer)
         out[name] = layer

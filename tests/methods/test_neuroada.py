@@ -236,7 +236,7 @@ def test_two_forwards_one_backward_and_a_retained_graph():
     _, dv = _dense_grads(layer, x, gy)
     x.requires_grad_(True)
     loss = (layer(x) * gy).sum() + (layer(x) * gy).sum()  # two holds on one patch
-    assert layer._patch.holds == 2
+    assert layer._state.holds == 2
     loss.backward(retain_graph=True)
     assert torch.equal(layer.base_layer.weight, w0)  # released by the last backward of the two
     torch.testing.assert_close(layer.neuroada_values.grad, 2 * dv, **FP64_TOL)
@@ -275,6 +275,100 @@ def test_gradient_checkpointing_gives_the_same_gradients_and_restores_w(reentran
     plain, checkpointed = grads(False), grads(True)
     for name, grad in plain.items():
         torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compact inputs: backward keeps only the columns of x that idx reads
+# ---------------------------------------------------------------------------------------------
+def _twin_layers(idx: torch.Tensor, dtype) -> tuple[NeuroAdaLinear, NeuroAdaLinear]:
+    """The same layer twice, keeping all of x and keeping only idx's columns."""
+    plain = _layer(1, dtype)
+    layers = []
+    for compact in (False, True):
+        base = nn.Linear(D_IN, D_OUT, dtype=dtype).requires_grad_(False)
+        base.load_state_dict(plain.base_layer.state_dict())
+        layer = NeuroAdaLinear(base, idx, value_dtype=dtype, compact_input=compact)
+        with torch.no_grad():
+            layer.neuroada_values.copy_(torch.linspace(-1, 1, idx.numel(), dtype=dtype).view_as(idx))
+        layers.append(layer)
+    return layers[0], layers[1]
+
+
+def _saved_shapes(fn) -> list[tuple[int, ...]]:
+    shapes = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: (shapes.append(tuple(t.shape)), t)[1], lambda t: t):
+        fn()
+    return shapes
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])  # gather kernel, gather kernel, SDDMM kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_compact_input_keeps_only_the_columns_read_and_gives_identical_gradients(k, dtype, value_path):
+    gen = torch.Generator().manual_seed(5)
+    columns = torch.tensor([3, 7, 8, 19, 20, 33, 39])  # 7 of 40 input columns
+    idx = torch.stack([columns[torch.randperm(7, generator=gen)[:k]] for _ in range(D_OUT)])
+    plain, compact = _twin_layers(idx, dtype)
+    assert plain.input_columns(plain.neuroada_idx) is None
+    cols, pos = compact.input_columns(compact.neuroada_idx)
+    assert cols.tolist() == columns.tolist() and torch.equal(cols[pos.long()], compact.neuroada_idx)
+    x, gy = _inputs(dtype)
+    grads, saved = [], []
+    for layer in (plain, compact):
+        x_in = x.clone().requires_grad_(True)
+        saved.append(_saved_shapes(lambda layer=layer, x_in=x_in: layer(x_in).backward(gy)))
+        grads.append((x_in.grad, layer.neuroada_values.grad))
+    assert (*TOKENS, D_IN) in saved[0] and (*TOKENS, D_IN) not in saved[1]
+    assert (*TOKENS, 7) in saved[1]  # the 7 columns, not the 40
+    assert torch.equal(grads[1][0], grads[0][0]) and torch.equal(grads[1][1], grads[0][1])  # bit for bit
+    _, dv = _dense_grads(compact, x, gy)
+    torch.testing.assert_close(grads[1][1], dv, **(FP64_TOL if dtype == torch.float64 else FP32_TOL))
+
+
+def test_a_compact_input_keeps_all_of_x_when_idx_reads_more_than_half_of_it():
+    idx = torch.arange(D_OUT)[:, None] % 21  # 21 distinct columns of 40
+    layer = _twin_layers(idx, torch.float64)[1]
+    assert layer.input_columns(layer.neuroada_idx) is None
+    x, gy = _inputs(torch.float64)
+    assert (*TOKENS, D_IN) in _saved_shapes(lambda: layer(x.requires_grad_(True)).backward(gy))
+
+
+def test_compact_columns_follow_indices_loaded_in_place():
+    plain, compact = _twin_layers(torch.arange(D_OUT)[:, None] % 5, torch.float64)
+    assert compact.input_columns(compact.neuroada_idx)[0].tolist() == [0, 1, 2, 3, 4]
+    new_idx = (torch.arange(D_OUT)[:, None] % 3 + 30).to(compact.neuroada_idx.dtype)
+    for layer in (plain, compact):
+        layer.load_state_dict({**layer.state_dict(), "neuroada_idx": new_idx})
+    assert compact.input_columns(compact.neuroada_idx)[0].tolist() == [30, 31, 32]
+    x, gy = _inputs(torch.float64)
+    for layer in (plain, compact):
+        layer(x).backward(gy)
+    assert torch.equal(compact.neuroada_values.grad, plain.neuroada_values.grad)
+
+
+def test_compact_inputs_default_to_down_proj_and_can_be_named_or_turned_off():
+    def compacted(**kwargs):
+        model = METHOD.apply(tiny_llama(0), NeuroAdaConfig(**kwargs))
+        return sorted({n.rsplit(".", 1)[-1] for n, layer in neuroada_layers(model) if layer.compact_input})
+
+    assert compacted() == ["down_proj"]
+    assert compacted(compact_inputs=()) == []
+    assert compacted(compact_inputs=("o_proj", "down_proj")) == ["down_proj", "o_proj"]
+    assert compacted(target_modules=("q_proj",)) == []  # no down_proj adapted: nothing to compact
+    bert = METHOD.apply(tiny_bert(0), NeuroAdaConfig())
+    assert not any(layer.compact_input for _, layer in neuroada_layers(bert))
+    model = tiny_llama(0)
+    with pytest.raises(UsageError, match=r"compact_inputs=\('down_proj',\) names no layer that NeuroAda adapts"):
+        METHOD.apply(model, NeuroAdaConfig(target_modules=("q_proj",), compact_inputs=("down_proj",)))
+    assert not neuroada_layers(model) and all(p.requires_grad for p in model.parameters())  # nothing changed
+    with pytest.raises(UsageError, match="matches no module"):
+        METHOD.apply(tiny_llama(0), NeuroAdaConfig(compact_inputs=("downproj",)))
+
+
+def test_compact_inputs_survive_save_and_load(tmp_path):
+    model = METHOD.apply(tiny_llama(0), NeuroAdaConfig(compact_inputs=("up_proj",)))
+    METHOD.save(model, str(tmp_path))
+    loaded = METHOD.load(tiny_llama(0), str(tmp_path))
+    assert sorted({n.rsplit(".", 1)[-1] for n, m in neuroada_layers(loaded) if m.compact_input}) == ["up_proj"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,6 +574,7 @@ def test_faithful_keeps_model_dtype_and_int64_indices():
         ({"lr": 0.0}, r"neuroada\.lr=0\.0"),
         ({"selection": "largest"}, r"neuroada\.selection='largest' must be one of magnitude"),
         ({"target_modules": ()}, r"neuroada\.target_modules"),
+        ({"compact_inputs": ("",)}, r"neuroada\.compact_inputs=\(''(,)?\) must be None"),
         ({"value_dtype": "float16"}, r"neuroada\.value_dtype"),
         ({"faithful": True, "value_dtype": "float32"}, r"contradicts faithful=True"),
     ],
