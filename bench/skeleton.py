@@ -61,7 +61,8 @@ def validate_on_skeleton(skeleton, cfg: Any, *, method: str, model: str) -> list
     Generic over config fields, not method names: ``target_modules`` is resolved exactly as
     ``apply`` does (``methods._base.find_targets``), and a ``k`` (connections per output row)
     must be smaller than the input size of every target layer, as selection requires; a config
-    with ``size_problem(targets)`` (a peft preset such as SHiRA) checks its own size.
+    with ``size_problem(targets)`` (a peft preset such as SHiRA) checks its own size, and one with
+    ``model_problem(model, targets)`` (NeuroAda's ``compact_inputs``) what else only the model can refute.
     """
     from methods._base import find_targets
 
@@ -74,6 +75,9 @@ def validate_on_skeleton(skeleton, cfg: Any, *, method: str, model: str) -> list
     size_problem = getattr(cfg, "size_problem", None)
     if size_problem is not None and (problem := size_problem(targets)):
         return [f"{problem} in model '{model}'"]
+    model_problem = getattr(cfg, "model_problem", None)
+    if model_problem is not None and (problem := model_problem(skeleton, targets)):
+        return [f"{problem} (model '{model}')"]
     k = getattr(cfg, "k", None)
     if isinstance(k, int) and targets:
         name, layer = min(targets, key=lambda nm: nm[1].in_features)

@@ -140,6 +140,16 @@ class NeuroAdaConfig:
             return weight_dtype
         return torch.float32
 
+    def model_problem(self, model: nn.Module, targets: list[tuple[str, nn.Linear]]) -> str | None:
+        """What ``apply`` would refuse on ``model`` (adapting ``targets``) beyond k and the targets:
+        ``compact_inputs`` naming no module, or none that is adapted. The plan checks it on a
+        weightless skeleton before any job runs."""
+        try:
+            _compact_names(model, self, [name for name, _ in targets])
+        except UsageError as err:
+            return str(err)
+        return None
+
     @property
     def index_dtype(self) -> torch.dtype:
         """int32 per-row columns (half the official int64 buffer); int64 when faithful."""
@@ -445,7 +455,10 @@ def _compact_names(model: nn.Module, cfg: NeuroAdaConfig, layers: Iterable[str])
         names = ("down_proj",) if any(n.rsplit(".", 1)[-1] == "down_proj" for n, _ in model.named_modules()) else ()
     if not names:
         return set()
-    chosen = {n for n, _ in find_targets(model, names)} & set(layers)
+    try:
+        chosen = {n for n, _ in find_targets(model, names)} & set(layers)
+    except UsageError as err:
+        raise UsageError(f"neuroada.compact_inputs: {err}") from None
     if not chosen and cfg.compact_inputs is not None:
         raise UsageError(
             f"neuroada.compact_inputs={cfg.compact_inputs!r} names no layer that NeuroAda adapts here; "

@@ -104,6 +104,23 @@ def test_lists_seeds_and_sizes(capsys, tmp_path, argv, expected):
             ["neuroada.target_modules", "'lm_head' matches no module"],  # heads are never adapted
         ),
         (
+            ["--methods", "neuroada", "--tasks", "toy_sum", "--set", "neuroada.compact_inputs=downproj"],
+            ["neuroada.compact_inputs: target module 'downproj' matches no module", "(model 'tiny-llama')"],
+        ),
+        (
+            [
+                "--methods",
+                "neuroada",
+                "--tasks",
+                "toy_sum",
+                "--set",
+                "neuroada.target_modules=q_proj",
+                "--set",
+                "neuroada.compact_inputs=down_proj",
+            ],
+            ["compact_inputs=('down_proj',) names no layer that NeuroAda adapts", "target_modules"],
+        ),
+        (
             ["--methods", "lora", "--tasks", "toy_cls", "--model", "tiny-llama"],
             ["model 'tiny-llama' is a causal LM; use 'tiny-bert'"],
         ),

@@ -34,6 +34,18 @@ def test_unknown_targets_are_named():
     assert problem.startswith("lora.target_modules on model 'tiny-llama':")
 
 
+def test_neuroada_compact_inputs_are_resolved_on_the_skeleton():
+    model = skeleton.model_skeleton("tiny-llama", "causal_lm", 0)
+    config_cls = methods.get("neuroada").config_cls
+    for settings in ({}, {"compact_inputs": ""}, {"compact_inputs": "up_proj"}):
+        cfg = build_config(config_cls, "neuroada", settings)
+        assert skeleton.validate_on_skeleton(model, cfg, method="neuroada", model="tiny-llama") == []
+    cfg = build_config(config_cls, "neuroada", {"compact_inputs": "upproj"})
+    (problem,) = skeleton.validate_on_skeleton(model, cfg, method="neuroada", model="tiny-llama")
+    assert problem.startswith("neuroada.compact_inputs: target module 'upproj' matches no module")
+    assert problem.endswith("(model 'tiny-llama')")
+
+
 def test_methods_without_targets_have_nothing_to_check():
     model = skeleton.model_skeleton("tiny-llama", "causal_lm", 0)
     for name in ("full_ft", "base"):
