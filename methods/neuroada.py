@@ -449,17 +449,17 @@ def _require_fresh(model: nn.Module) -> None:
 
 
 def _compact_names(model: nn.Module, cfg: NeuroAdaConfig, layers: Iterable[str]) -> set[str]:
-    """The adapted layers named by ``cfg.compact_inputs`` (None: every ``down_proj``)."""
+    """The adapted layers named by ``cfg.compact_inputs`` (None: every adapted ``down_proj``)."""
     names = cfg.compact_inputs
     if names is None:
-        names = ("down_proj",) if any(n.rsplit(".", 1)[-1] == "down_proj" for n, _ in model.named_modules()) else ()
+        return {n for n in layers if n.rsplit(".", 1)[-1] == "down_proj"}
     if not names:
         return set()
     try:
         chosen = {n for n, _ in find_targets(model, names)} & set(layers)
     except UsageError as err:
         raise UsageError(f"neuroada.compact_inputs: {err}") from None
-    if not chosen and cfg.compact_inputs is not None:
+    if not chosen:
         raise UsageError(
             f"neuroada.compact_inputs={cfg.compact_inputs!r} names no layer that NeuroAda adapts here; "
             "name some of its target_modules, or drop the setting"
