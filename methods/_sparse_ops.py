@@ -1,5 +1,5 @@
 """NeuroAda's sparse ops on a per-row index set ``idx`` (d_out, k): the value gradient and the
-scattered writes of the ``W + S`` patch (see ``methods/neuroada.py`` for how the bypass uses them).
+scattered writes of the ``W + S`` patch (see ``methods/_neuroada_layer.py`` for how the bypass uses them).
 
 - :func:`value_grad`: ``grad[i, j] = sum_n g[n, i] * x[n, idx[i, j]]``, without a dense d_out x d_in
   tensor nor a (tokens, d_out, k) one. On CPU in fp32 the C kernels of ``neuroada_kernels.c``
