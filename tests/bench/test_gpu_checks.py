@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from bench import gpu_checks
-from methods import neuroada
+from methods import _neuroada_layer, neuroada
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
@@ -24,8 +24,8 @@ def test_neuroada_equals_the_dense_layer_on_cpu(dtype, k):
 
 
 def test_a_wrong_value_gradient_is_named(monkeypatch):
-    real = neuroada.value_grad
-    monkeypatch.setattr(neuroada, "value_grad", lambda *args: real(*args) * 2)
+    real = _neuroada_layer.value_grad
+    monkeypatch.setattr(_neuroada_layer, "value_grad", lambda *args: real(*args) * 2)
     problems = gpu_checks.neuroada_problems("cpu", torch.float32)
     assert len(problems) == 1 and problems[0].startswith("value gradient differs from the dense layer's: ")
 
