@@ -284,7 +284,10 @@ class _BypassFunction(torch.autograd.Function):
         ctx.idx = ctx.value_idx = idx  # value_idx: idx's columns in the x that backward gets
         kept = x if ctx.needs_input_grad[1] or ctx.needs_input_grad[2] else None
         if kept is not None and not ctx.needs_input_grad[2] and (columns := layer.input_columns(idx)) is not None:
-            kept, ctx.value_idx = x.index_select(-1, columns[0]), columns[1]  # the columns idx reads
+            # the columns idx reads, gathered from x's 2-D view: index_select along the last dim of a 3-D
+            # (8, 128, 2048) x took 3.8-4.5 ms against 0.42-0.58 ms on its (1024, 2048) view (best of 30,
+            # 3 runs); backward works on the 2-D view anyway
+            kept, ctx.value_idx = x.reshape(-1, x.shape[-1]).index_select(1, columns[0]), columns[1]
         ctx.save_for_backward(kept, values)
         return y
 

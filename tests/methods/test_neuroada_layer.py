@@ -261,7 +261,7 @@ def test_a_compact_input_keeps_only_the_columns_read_and_gives_identical_gradien
         saved.append(_saved_shapes(lambda layer=layer, x_in=x_in: layer(x_in).backward(gy)))
         grads.append((x_in.grad, layer.neuroada_values.grad))
     assert (*TOKENS, D_IN) in saved[0] and (*TOKENS, D_IN) not in saved[1]
-    assert (*TOKENS, 7) in saved[1]  # the 7 columns, not the 40
+    assert (TOKENS[0] * TOKENS[1], 7) in saved[1]  # the 7 columns (of x's 2-D view), not the 40
     assert torch.equal(grads[1][0], grads[0][0]) and torch.equal(grads[1][1], grads[0][1])  # bit for bit
     _, dv = _dense_grads(compact, x, gy)
     torch.testing.assert_close(grads[1][1], dv, **(FP64_TOL if dtype == torch.float64 else FP32_TOL))
